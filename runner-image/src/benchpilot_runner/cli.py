@@ -1,0 +1,112 @@
+"""The ``benchpilot`` command: run, shard, report, healthcheck (and cache tools)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from . import logs
+from .spec import CONFIG_ERROR_EXIT, SpecError
+
+log = logging.getLogger("benchpilot.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchpilot", description="Run LLM benchmark sweeps, locally or sharded.")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run every shard of a BenchmarkRun manifest on this machine")
+    run.add_argument("manifest", help="the BenchmarkRun YAML, the very file you would kubectl apply")
+    run.add_argument("--output", help="results URI (any fsspec URI); default: spec.output.uri or ./results")
+    run.add_argument("--shards", type=int, help="override spec.sharding.shards")
+    run.add_argument("--metrics-port", type=int, help="serve /metrics and /healthz on 127.0.0.1:PORT")
+    run.add_argument("--cache", help="a cache folder made by 'benchpilot cache build' (tool retrieval)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar or summary table")
+
+    shard = sub.add_parser("shard", help="run one shard (the pod entry point; shard from BENCHPILOT_SHARD[S])")
+    shard.add_argument("--spec", help="resolved spec path (default $BENCHPILOT_SPEC or /etc/benchpilot/run.json)")
+
+    rep = sub.add_parser("report", help="summarise the results under a URI, deduplicated by case id")
+    rep.add_argument("uri", help="results root, run folder or shard folder (any fsspec URI)")
+    rep.add_argument("--format", choices=("table", "json"), default="table")
+    rep.add_argument("--plot", metavar="FILE.png", help="also draw success rate per model × prompt type")
+
+    hc = sub.add_parser("healthcheck", help="exit 0 if the local runner's /healthz is healthy")
+    hc.add_argument("--url", default="http://127.0.0.1:8080/healthz")
+    hc.add_argument("--timeout", type=float, default=3.0)
+    return p
+
+
+def _positive(value: int | None, name: str) -> None:
+    if value is not None and value < 1:
+        raise SpecError(name, f"{value} must be at least 1")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .local import run_local
+    from .sink import OutputError
+    from .spec import load_manifest
+
+    try:
+        spec = load_manifest(args.manifest)
+        _positive(args.shards, "--shards")
+        if args.shards and args.shards > spec.total_cases:
+            raise SpecError("--shards", f"{args.shards} shards for {spec.total_cases} cases; use at most "
+                                        f"{spec.total_cases}")
+        retriever = None
+        if args.cache:
+            from .resources import open_cache
+
+            retriever = open_cache(args.cache).retriever()
+        return asyncio.run(run_local(spec, output=args.output, shards=args.shards,
+                                     metrics_port=args.metrics_port, show_progress=not args.no_progress,
+                                     retriever=retriever))
+    except (SpecError, OutputError) as exc:
+        print(f"benchpilot: error: {exc}", file=sys.stderr)
+        return CONFIG_ERROR_EXIT
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from . import report
+    from .sink import OutputError
+
+    try:
+        summary = report.summarize(report.load(args.uri))
+    except (FileNotFoundError, OutputError) as exc:
+        print(f"benchpilot: error: {exc}", file=sys.stderr)
+        return CONFIG_ERROR_EXIT
+    if args.format == "json":
+        print(report.to_json(summary))
+    else:
+        report.render_table(summary)
+    if args.plot:
+        report.plot(summary, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    from .health import check
+
+    ok, body = check(args.url, args.timeout)
+    print(body)
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logs.setup(args.log_level.upper())
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "shard":
+        from .pod import main_shard
+
+        return main_shard(args.spec)
+    if args.command == "report":
+        return cmd_report(args)
+    if args.command == "healthcheck":
+        return cmd_healthcheck(args)
+    raise AssertionError(args.command)

@@ -1,0 +1,53 @@
+"""Types shared by every model: what a chat turn returns and how it fails."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ChatResult:
+    message: dict  # the assistant message: {"role", "content", "tool_calls"?}
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def tool_calls(self) -> list[dict]:
+        return list(self.message.get("tool_calls") or [])
+
+
+class LLMError(Exception):
+    """A model call that failed for good (after any retries)."""
+
+    error_type = "llm_error"
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class LLMHTTPError(LLMError):
+    error_type = "http_error"
+
+
+class LLMTimeout(LLMError):
+    error_type = "request_timeout"
+
+
+class LLMConnectionError(LLMError):
+    error_type = "connection_error"
+
+
+class LLMBadResponse(LLMError):
+    error_type = "bad_response"
+
+
+@dataclass
+class Usage:
+    """Per-case counters a model session adds to."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    codes: dict = field(default_factory=dict)

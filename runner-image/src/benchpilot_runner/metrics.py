@@ -1,0 +1,31 @@
+"""Runner metrics. The names are part of the contract (DESIGN.md); the dashboard depends on them."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+CASE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class RunnerMetrics:
+    """One set of runner metrics on its own registry (so tests and several runs never collide)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.cases = Counter("benchpilot_cases", "Cases finished, by outcome.",
+                             ["run", "model", "prompt_type", "status"], registry=r)
+        self.case_seconds = Histogram("benchpilot_case_seconds", "Wall time of one case.", ["run", "model"],
+                                      buckets=CASE_BUCKETS, registry=r)
+        self.llm_requests = Counter("benchpilot_llm_requests", "LLM requests, by HTTP code or error kind.",
+                                    ["run", "model", "code"], registry=r)
+        self.llm_request_seconds = Histogram("benchpilot_llm_request_seconds", "Latency of one LLM request.",
+                                             ["run", "model"], buckets=REQUEST_BUCKETS, registry=r)
+        self.inflight = Gauge("benchpilot_inflight_cases", "Cases running now.", ["run"], registry=r)
+        self.last_progress = Gauge("benchpilot_last_progress_timestamp_seconds",
+                                   "Unix time of the last finished case or LLM turn.", ["run"], registry=r)
+        self.rows_flushed = Counter("benchpilot_rows_flushed", "Result rows written to storage.", ["run"],
+                                    registry=r)
+        self.cases_planned = Gauge("benchpilot_shard_cases", "Cases of this process's shards, by state.",
+                                   ["run", "state"], registry=r)

@@ -1,0 +1,1 @@
+"""Benchmark suites. ``workflow`` is the built-in tool-use workflow suite."""

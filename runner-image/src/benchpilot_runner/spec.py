@@ -206,8 +206,11 @@ class _Fields:
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise SpecError(path, f"expected a mapping, got {type(data).__name__} {data!r}")
+            raise SpecError(path or "manifest", f"expected a mapping, got {type(data).__name__} {data!r}")
         self.data, self.path, self.seen = data, path, set()
+
+    def _p(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
 
     def _get(self, key: str, default: Any) -> Any:
         self.seen.add(key)
@@ -216,7 +219,7 @@ class _Fields:
     def number(self, key: str, default: float, *, minimum: float | None = None,
                maximum: float | None = None, integer: bool = False, exclusive_min: bool = False) -> Any:
         value = self._get(key, default)
-        p = f"{self.path}.{key}"
+        p = self._p(key)
         kind = "an integer" if integer else "a number"
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and isinstance(value, float)
                                                                            and not value.is_integer()):
@@ -230,7 +233,7 @@ class _Fields:
     def string(self, key: str, default: str | None, *, pattern: re.Pattern | None = None,
                allowed: Iterable[str] | None = None, hint: str = "") -> str | None:
         value = self._get(key, default)
-        p = f"{self.path}.{key}"
+        p = self._p(key)
         if value is None:
             return None
         if not isinstance(value, str) or not value:
@@ -244,11 +247,11 @@ class _Fields:
     def boolean(self, key: str, default: bool) -> bool:
         value = self._get(key, default)
         if not isinstance(value, bool):
-            raise SpecError(f"{self.path}.{key}", f"{value!r} is not true or false")
+            raise SpecError(self._p(key), f"{value!r} is not true or false")
         return value
 
     def sub(self, key: str) -> "_Fields":
-        return _Fields(self._get(key, None), f"{self.path}.{key}")
+        return _Fields(self._get(key, None), self._p(key))
 
     def raw(self, key: str) -> Any:
         return self._get(key, None)
@@ -256,7 +259,7 @@ class _Fields:
     def string_list(self, key: str, allowed: Iterable[str] | None, default: Iterable[str] | None = None,
                     what: str = "value") -> tuple[str, ...]:
         value = self._get(key, None)
-        p = f"{self.path}.{key}"
+        p = self._p(key)
         if value is None:
             if default is None:
                 raise SpecError(p, f"is required: a list of {what}s"
@@ -278,7 +281,7 @@ class _Fields:
     def no_unknown(self) -> None:
         unknown = sorted(set(self.data) - self.seen)
         if unknown:
-            raise SpecError(f"{self.path}.{unknown[0]}",
+            raise SpecError(self._p(unknown[0]),
                             f"unknown field; known fields here: {', '.join(sorted(self.seen))}")
 
 
@@ -297,7 +300,7 @@ def _check_model(model: str, path: str, simulation: Mapping[str, Any]) -> None:
 
 def parse_manifest(doc: Any, *, namespace_default: str = "default") -> RunSpec:
     """Validate a BenchmarkRun manifest (already parsed YAML/JSON) and fill in the defaults."""
-    top = _Fields(doc, "manifest")
+    top = _Fields(doc, "")
     api = top.string("apiVersion", None)
     if api != f"{API_GROUP}/{API_VERSION}":
         raise SpecError("apiVersion", f"{api!r} is not supported; use {API_GROUP}/{API_VERSION}")

@@ -1,0 +1,57 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+BENCHPILOT = [sys.executable, "-m", "benchpilot_runner"]
+
+
+def manifest(**spec_overrides) -> dict:
+    """A small valid BenchmarkRun manifest as data; keyword arguments replace top-level spec keys."""
+    doc = {
+        "apiVersion": "benchpilot.io/v1alpha1", "kind": "BenchmarkRun",
+        "metadata": {"name": "t-run", "namespace": "default"},
+        "spec": {
+            "suite": "workflow",
+            "matrix": {"models": ["sim/strong", "sim/weak"], "promptTypes": ["baseline", "optimal"],
+                       "difficulties": ["easy"], "taskTypes": ["simple_task", "basic_task"], "instances": 2},
+            "sharding": {"shards": 2, "concurrencyPerShard": 4},
+            "output": {"flushEveryRows": 5, "flushEverySeconds": 1},
+        },
+    }
+    doc["spec"].update(copy.deepcopy(spec_overrides))
+    return doc
+
+
+def write_manifest(path: Path, doc: dict) -> Path:
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path | None = None):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([*BENCHPILOT, *args], capture_output=True, text=True, timeout=timeout,
+                          env=full_env, cwd=cwd or ROOT)

@@ -1,0 +1,175 @@
+"""The spec contract: validation messages, defaults, expansion order, case ids, sharding."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+import yaml
+
+from benchpilot_runner import spec as S
+from tests.helpers import EXAMPLES, manifest
+
+
+def parse(doc):
+    return S.parse_manifest(doc)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_manifest_is_valid(path):
+    spec = S.load_manifest(str(path))
+    assert spec.total_cases == len(S.expand(spec.matrix)) > 0
+
+
+def test_quickstart_has_120_cases():
+    spec = S.load_manifest(str(EXAMPLES / "quickstart.yaml"))
+    assert spec.total_cases == 120
+    assert len({c.case_id for c in S.expand(spec.matrix)}) == 120
+
+
+def test_defaults_are_filled_in():
+    doc = manifest()
+    del doc["spec"]["sharding"], doc["spec"]["output"]
+    spec = parse(doc)
+    assert spec.sharding.shards == 1 and spec.sharding.concurrency_per_shard == 32
+    assert spec.output.uri == "./results" and spec.output.flush_every_rows == 50
+    assert spec.limits.case_timeout_s == 300 and spec.limits.hang_timeout_s == 120
+    assert spec.matrix.tool_success_rate == 0.8
+    assert spec.resources.max_pod_memory_bytes == 8 * 1024**3
+
+
+def test_resolved_round_trip():
+    spec = parse(manifest(simulation={"sim/custom": {"accuracy": 0.5, "latencySeconds": 0.01}},
+                          endpoint={"baseURL": "http://llm:8000/v1/", "apiKeySecretRef": {"name": "llm-key"}}))
+    again = S.from_resolved(json.loads(json.dumps(spec.to_resolved())))
+    assert again == spec
+    assert again.endpoint.base_url == "http://llm:8000/v1"
+
+
+BAD = [
+    # (change to the manifest, field named in the message, a word the message must contain)
+    (lambda d: d["spec"]["matrix"].__setitem__("promptTypes", ["baseline", "clever"]),
+     "spec.matrix.promptTypes[1]", "flawed_semantic_drift"),
+    (lambda d: d["spec"]["matrix"].__setitem__("models", ["anthropic/claude"]),
+     "spec.matrix.models[0]", "sim, openai"),
+    (lambda d: d["spec"]["matrix"].__setitem__("models", ["sim/genius"]),
+     "spec.matrix.models[0]", "sim/strong"),
+    (lambda d: d["spec"]["matrix"].__setitem__("models", ["gpt4"]), "spec.matrix.models[0]", "provider"),
+    (lambda d: d["spec"]["matrix"].__setitem__("taskTypes", ["essay"]), "spec.matrix.taskTypes[0]",
+     "multi_stage_pipeline"),
+    (lambda d: d["spec"]["matrix"].__setitem__("difficulties", ["extreme"]), "spec.matrix.difficulties[0]",
+     "hard"),
+    (lambda d: d["spec"]["matrix"].__setitem__("instances", 0), "spec.matrix.instances", ">= 1"),
+    (lambda d: d["spec"]["matrix"].__setitem__("instances", "five"), "spec.matrix.instances", "integer"),
+    (lambda d: d["spec"]["matrix"].__setitem__("toolSuccessRate", 1.5), "spec.matrix.toolSuccessRate", "<= 1"),
+    (lambda d: d["spec"]["matrix"].__setitem__("models", []), "spec.matrix.models", "non-empty"),
+    (lambda d: d["spec"]["matrix"].__setitem__("models", ["sim/weak", "sim/weak"]), "spec.matrix.models[1]",
+     "twice"),
+    (lambda d: d["spec"]["matrix"].pop("models"), "spec.matrix.models", "required"),
+    (lambda d: d["spec"].pop("matrix"), "spec.matrix", "required"),
+    (lambda d: d["spec"]["sharding"].__setitem__("shards", 100), "spec.sharding.shards", "at most"),
+    (lambda d: d["spec"]["sharding"].__setitem__("concurrencyPerShard", -1), "spec.sharding.concurrencyPerShard",
+     ">= 1"),
+    (lambda d: d["spec"].__setitem__("suite", "mmlu"), "spec.suite", "workflow"),
+    (lambda d: d["spec"].__setitem__("colour", "blue"), "spec.colour", "unknown field"),
+    (lambda d: d["spec"]["matrix"].__setitem__("model", ["sim/weak"]), "spec.matrix.model", "unknown field"),
+    (lambda d: d["spec"]["matrix"].__setitem__("models", ["openai/gpt-4o"]), "spec.endpoint.baseURL",
+     "required"),
+    (lambda d: d["spec"].__setitem__("endpoint", {"baseURL": "llm:8000"}), "spec.endpoint.baseURL", "http"),
+    (lambda d: d["spec"].__setitem__("resources", {"maxPodMemory": "lots"}), "spec.resources.maxPodMemory",
+     "8Gi"),
+    (lambda d: d["spec"].__setitem__("limits", {"caseTimeoutSeconds": 0}), "spec.limits.caseTimeoutSeconds",
+     "> 0"),
+    (lambda d: d["metadata"].__setitem__("name", "Bad_Name"), "metadata.name", "lower-case"),
+    (lambda d: d.__setitem__("apiVersion", "benchpilot.io/v2"), "apiVersion", "v1alpha1"),
+    (lambda d: d.__setitem__("kind", "Job"), "kind", "BenchmarkRun"),
+    (lambda d: d["spec"].__setitem__("output", {"flushEveryRows": 0}), "spec.output.flushEveryRows", ">= 1"),
+    (lambda d: d["spec"].__setitem__("suspend", "yes"), "spec.suspend", "true or false"),
+]
+
+
+@pytest.mark.parametrize("change,field,word", BAD, ids=[b[1] + ":" + b[2] for b in BAD])
+def test_bad_manifest_names_the_field(change, field, word):
+    doc = manifest()
+    change(doc)
+    with pytest.raises(S.SpecError) as err:
+        parse(doc)
+    assert err.value.path == field
+    assert word in str(err.value)
+
+
+def test_yaml_errors_name_the_line():
+    with pytest.raises(S.SpecError) as err:
+        S.load_manifest_text("apiVersion: benchpilot.io/v1alpha1\nkind: [unclosed\n", source="run.yaml")
+    assert "run.yaml" in str(err.value) and "line" in str(err.value)
+
+
+def test_multi_document_file_picks_the_run():
+    text = "apiVersion: v1\nkind: Secret\n---\n" + yaml.safe_dump(manifest())
+    assert S.load_manifest_text(text).name == "t-run"
+
+
+def test_expansion_order_is_the_documented_nesting():
+    m = S.parse_manifest(manifest()).matrix
+    cases = S.expand(m)
+    keys = [(c.model, c.prompt_type, c.difficulty, c.task_type, c.instance) for c in cases]
+    expected = [(a, b, c, d, e) for a in m.models for b in m.prompt_types for c in m.difficulties
+                for d in m.task_types for e in range(m.instances)]
+    assert keys == expected
+
+
+def test_case_id_depends_on_every_field_and_the_suite_version():
+    base = S.case_id("sim/weak", "baseline", "easy", "simple_task", 0)
+    variants = [S.case_id("sim/strong", "baseline", "easy", "simple_task", 0),
+                S.case_id("sim/weak", "cot", "easy", "simple_task", 0),
+                S.case_id("sim/weak", "baseline", "hard", "simple_task", 0),
+                S.case_id("sim/weak", "baseline", "easy", "basic_task", 0),
+                S.case_id("sim/weak", "baseline", "easy", "simple_task", 1),
+                S.case_id("sim/weak", "baseline", "easy", "simple_task", 0, suite_version="workflow-0")]
+    assert len(set(variants + [base])) == len(variants) + 1
+
+
+def test_case_id_is_stable_across_processes():
+    code = ("from benchpilot_runner.spec import case_id; "
+            "print(case_id('sim/weak','baseline','easy','simple_task',3))")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": str(seed), "PATH": "/usr/bin"}).stdout.strip()
+            for seed in (1, 2)}
+    assert outs == {S.case_id("sim/weak", "baseline", "easy", "simple_task", 3)}
+
+
+def test_adding_a_model_keeps_existing_case_ids():
+    small = S.parse_manifest(manifest()).matrix
+    doc = manifest()
+    doc["spec"]["matrix"]["models"].append("sim/oracle")
+    big = S.parse_manifest(doc).matrix
+    assert {c.case_id for c in S.expand(small)} <= {c.case_id for c in S.expand(big)}
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, 7, 16])
+def test_every_case_is_in_exactly_one_shard(shards):
+    doc = manifest()
+    doc["spec"]["matrix"]["instances"] = 5
+    m = S.parse_manifest(doc).matrix
+    all_ids = [c.case_id for c in S.expand(m)]
+    seen = Counter(c.case_id for i in range(shards) for c in S.shard_cases(m, i, shards))
+    assert sorted(seen) == sorted(all_ids) and set(seen.values()) == {1}
+    assert [len(S.shard_cases(m, i, shards)) for i in range(shards)] == S.shard_sizes(len(all_ids), shards)
+    # position p goes to shard p % N
+    for p, cid in enumerate(all_ids):
+        assert cid in {c.case_id for c in S.shard_cases(m, p % shards, shards)}
+
+
+def test_shard_index_out_of_range():
+    m = S.parse_manifest(manifest()).matrix
+    with pytest.raises(ValueError, match="0..1"):
+        S.shard_cases(m, 2, 2)
+
+
+@pytest.mark.parametrize("text,expected", [("512Mi", 512 * 2**20), ("8Gi", 8 * 2**30), ("1G", 10**9),
+                                           ("1.5Gi", int(1.5 * 2**30)), ("1024", 1024)])
+def test_memory_quantities(text, expected):
+    assert S.parse_memory(text, "x") == expected

@@ -27,7 +27,8 @@ def build_client(spec: RunSpec, metrics: RunnerMetrics, heartbeat: Heartbeat, *,
     if own:
         transport = AiohttpTransport(limit=concurrency or spec.sharding.concurrency_per_shard)
 
-    def observe(model: str, code: str, seconds: float) -> None:
+    def observe(api_model: str, code: str, seconds: float) -> None:
+        model = f"openai/{api_model}"  # the matrix's name, as in benchpilot_cases_total
         metrics.llm_requests.labels(spec.name, model, code).inc()
         metrics.llm_request_seconds.labels(spec.name, model).observe(seconds)
         if code.startswith("2"):

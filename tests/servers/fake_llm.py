@@ -1,0 +1,173 @@
+"""A local OpenAI-compatible chat-completions server for tests and benchmarks.
+
+The requested model name picks the behaviour, so one server serves every test of a session:
+
+- ``follow`` (or anything unknown): replays the prompt's "Suggested workflow" one tool call per
+  turn (the first offered tool when there is none), then answers without a tool call;
+- ``slow-<ms>``: like ``follow`` after a delay; ``fixed-<ms>``: answers (no tool call) after exactly
+  that delay — one request per case, for throughput measurements;
+- ``hang``: never answers;
+- ``flaky429`` / ``flaky500``: the first attempt of every turn fails with 429 (Retry-After: 1) or 500;
+- ``garbage``: always a malformed body; ``garbage-once``: malformed on the first attempt of a turn;
+- ``auth``: 401 unless ``Authorization: Bearer <FAKE_LLM_KEY>``.
+
+Run it alone with ``python -m tests.servers.fake_llm --port N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+import threading
+from collections import Counter
+
+from aiohttp import web
+
+_STEP = re.compile(r"^\d+\. ([a-z_]+)\((.*)\)$")
+EXPECTED_KEY = "sk-test-fake-llm-key-0123456789"
+
+
+def _parse_args(text: str) -> dict:
+    out = {}
+    for m in re.finditer(r"(\w+)=('(?:[^'\\]|\\.)*'|\[[^\]]*\]|[^,]+)", text):
+        key, raw = m.group(1), m.group(2).strip()
+        if raw.startswith("'"):
+            out[key] = raw[1:-1]
+        elif raw.startswith("["):
+            out[key] = [x.strip().strip("'") for x in raw[1:-1].split(",") if x.strip()]
+        elif raw in ("true", "false"):
+            out[key] = raw == "true"
+        else:
+            try:
+                out[key] = int(raw)
+            except ValueError:
+                try:
+                    out[key] = float(raw)
+                except ValueError:
+                    out[key] = raw
+    return out
+
+
+def _workflow(messages: list[dict]) -> list[tuple[str, dict]]:
+    user = next((m.get("content") or "" for m in messages if m.get("role") == "user"), "")
+    steps = []
+    for line in user.splitlines():
+        m = _STEP.match(line.strip())
+        if m:
+            steps.append((m.group(1), _parse_args(m.group(2))))
+    return steps
+
+
+def _answer(messages: list[dict], tools: list[dict]) -> dict:
+    done = sum(1 for m in messages if m.get("role") == "tool")
+    steps = _workflow(messages)
+    if not steps and tools:
+        steps = [(tools[0]["function"]["name"], {})]
+    if done < len(steps):
+        name, args = steps[done]
+        msg = {"role": "assistant", "content": None, "tool_calls": [{
+            "id": f"call_{done}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]}
+    else:
+        msg = {"role": "assistant", "content": "Done."}
+    return msg
+
+
+def _completion(msg: dict, model: str) -> dict:
+    return {"id": "chatcmpl-fake", "object": "chat.completion", "model": model,
+            "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if msg.get("tool_calls") else "stop"}],
+            "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}}
+
+
+class FakeLLM:
+    def __init__(self) -> None:
+        self.requests: Counter = Counter()
+        self.auth_headers: list[str] = []
+        self._attempts: Counter = Counter()
+
+    def _first_attempt(self, model: str, messages: list[dict]) -> bool:
+        key = hashlib.sha1(json.dumps([model, messages], sort_keys=True).encode()).hexdigest()
+        self._attempts[key] += 1
+        return self._attempts[key] == 1
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        model = str(body.get("model", ""))
+        messages, tools = body.get("messages") or [], body.get("tools") or []
+        self.requests[model] += 1
+        if model == "hang":
+            await asyncio.Event().wait()
+        if model.startswith("fixed-"):
+            await asyncio.sleep(int(model.split("-", 1)[1]) / 1000)
+            return web.json_response(_completion({"role": "assistant", "content": "Done."}, model))
+        if model.startswith("slow-"):
+            await asyncio.sleep(int(model.split("-", 1)[1]) / 1000)
+        if model == "auth":
+            header = request.headers.get("Authorization", "")
+            self.auth_headers.append(header)
+            if header != f"Bearer {EXPECTED_KEY}":
+                return web.json_response({"error": {"message": "invalid api key"}}, status=401)
+        if model in ("flaky429", "flaky500", "garbage-once") and self._first_attempt(model, messages):
+            if model == "flaky429":
+                return web.json_response({"error": "slow down"}, status=429, headers={"Retry-After": "1"})
+            if model == "flaky500":
+                return web.json_response({"error": "boom"}, status=500)
+            return web.Response(text="{not json", content_type="application/json")
+        if model == "garbage":
+            return web.Response(text='{"choices": "nope"', content_type="application/json")
+        return web.json_response(_completion(_answer(messages, tools), model))
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024**2)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        return app
+
+
+class ServerThread:
+    """The fake server on 127.0.0.1 in a background thread with its own event loop."""
+
+    def __init__(self) -> None:
+        self.fake = FakeLLM()
+        self.loop = asyncio.new_event_loop()
+        self.port: int | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, daemon=True, name="fake-llm")
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        runner = web.AppRunner(self.fake.app(), access_log=None, shutdown_timeout=1.0)
+        self.loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self.loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._runner = runner
+        self._ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(runner.cleanup())
+
+    def start(self) -> "ServerThread":
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake LLM server did not start")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args()
+    web.run_app(FakeLLM().app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -34,6 +34,21 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=("table", "json"), default="table")
     rep.add_argument("--plot", metavar="FILE.png", help="also draw success rate per model × prompt type")
 
+    cache = sub.add_parser("cache", help="the shared read-only model and embedding cache")
+    csub = cache.add_subparsers(dest="cache_command", required=True)
+    build = csub.add_parser("build", help="embed the suite once and write a cache folder")
+    build.add_argument("--out", required=True, help="a new (or empty) folder")
+    build.add_argument("--synthetic-size", type=float, default=0.0, metavar="MB",
+                       help="pad the embeddings to this many MiB (for testing and benchmarks)")
+    build.add_argument("--instances", type=int, default=100,
+                       help="task instances per task type and difficulty to embed (default 100)")
+    verify = csub.add_parser("verify", help="check a cache folder against its manifest")
+    verify.add_argument("dir")
+
+    fp = sub.add_parser("footprint", help="measure base, shared and per-worker memory (JSON)")
+    fp.add_argument("--cache", help="cache folder to load as a shard would (default: none)")
+    fp.add_argument("--concurrency", type=int, default=32)
+
     hc = sub.add_parser("healthcheck", help="exit 0 if the local runner's /healthz is healthy")
     hc.add_argument("--url", default="http://127.0.0.1:8080/healthz")
     hc.add_argument("--timeout", type=float, default=3.0)
@@ -57,10 +72,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise SpecError("--shards", f"{args.shards} shards for {spec.total_cases} cases; use at most "
                                         f"{spec.total_cases}")
         retriever = None
-        if args.cache:
-            from .resources import open_cache
+        cache_dir = args.cache or spec.cache_path
+        if cache_dir:
+            from .resources import CacheError, open_cache
 
-            retriever = open_cache(args.cache).retriever()
+            try:
+                retriever = open_cache(cache_dir).retriever()
+            except CacheError as exc:
+                raise SpecError("--cache" if args.cache else "spec.cache.path", str(exc)) from None
         return asyncio.run(run_local(spec, output=args.output, shards=args.shards,
                                      metrics_port=args.metrics_port, show_progress=not args.no_progress,
                                      retriever=retriever))
@@ -96,6 +115,44 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .resources import CacheError, Cache
+
+    if args.cache_command == "build":
+        from .cache import build
+
+        if args.synthetic_size < 0 or args.instances < 1:
+            print("benchpilot: error: --synthetic-size must be >= 0 and --instances >= 1", file=sys.stderr)
+            return CONFIG_ERROR_EXIT
+        try:
+            build(args.out, instances=args.instances, synthetic_mib=args.synthetic_size,
+                  log=lambda msg: print(msg, file=sys.stderr))
+        except FileExistsError as exc:
+            print(f"benchpilot: error: {exc}", file=sys.stderr)
+            return CONFIG_ERROR_EXIT
+        return 0
+    try:
+        cache = Cache(args.dir)
+        cache._verify_model()
+    except CacheError as exc:
+        print(f"benchpilot: error: {exc}", file=sys.stderr)
+        return CONFIG_ERROR_EXIT
+    print(f"{args.dir}: ok ({cache.manifest['rows']['total']} rows, {cache.manifest['embeddings_mib']} MiB)")
+    return 0
+
+
+def cmd_footprint(args: argparse.Namespace) -> int:
+    from .footprint import main as footprint
+    from .resources import CacheError
+
+    try:
+        _positive(args.concurrency, "--concurrency")
+        return footprint(args.cache, args.concurrency)
+    except (CacheError, SpecError) as exc:
+        print(f"benchpilot: error: {exc}", file=sys.stderr)
+        return CONFIG_ERROR_EXIT
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.setup(args.log_level.upper())
@@ -109,4 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_report(args)
     if args.command == "healthcheck":
         return cmd_healthcheck(args)
+    if args.command == "cache":
+        return cmd_cache(args)
+    if args.command == "footprint":
+        return cmd_footprint(args)
     raise AssertionError(args.command)

@@ -26,16 +26,23 @@ log = logging.getLogger("benchpilot.execute")
 FINAL_FLUSH_S = 8.0  # on SIGTERM the pod has 10 s; flushing may take this long
 
 
-def local_uid(spec: RunSpec) -> str:
+def local_uid(spec: RunSpec, retrieval: str = "lexical") -> str:
     """A stable run uid for runs without a cluster: the same manifest resumes into the same folder.
 
     It hashes what changes results but not case ids (suite version, tool success rate, simulated
-    model parameters), so editing the matrix adds cases to the same run, while changing how
-    cases behave starts a fresh one.
+    model parameters, how tools are retrieved: lexically, or by embeddings from a cache), so
+    editing the matrix adds cases to the same run, while changing how cases behave starts a
+    fresh one.
     """
-    basis = {"suite": SUITE_VERSION, "tsr": spec.matrix.tool_success_rate,
+    basis = {"suite": SUITE_VERSION, "tsr": spec.matrix.tool_success_rate, "retrieval": retrieval,
              "sim": {k: [v.accuracy, v.latency_s] for k, v in sorted(spec.simulation.items())}}
     return "local-" + hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def retrieval_kind(retriever) -> str:
+    """How a run retrieves candidate tools: 'lexical', or 'embedding:<model>' through a cache."""
+    cache = getattr(retriever, "cache", None)
+    return f"embedding:{cache.manifest['model']['name']}" if cache is not None else "lexical"
 
 
 @dataclass

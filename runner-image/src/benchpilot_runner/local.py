@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from . import report as reportmod
 from . import sink as sinkmod
-from .execute import finish_run, local_uid, run_shard
+from .execute import finish_run, local_uid, retrieval_kind, run_shard
 from .health import Heartbeat, serve
 from .metrics import RunnerMetrics
 from .models import build_client
@@ -77,7 +77,7 @@ async def run_local(spec: RunSpec, *, output: str | None = None, shards: int | N
     if shards:
         spec = replace(spec, sharding=replace(spec.sharding, shards=shards))
     fs, root = sinkmod.open_uri(spec.output.uri)
-    uid = spec.uid or local_uid(spec)
+    uid = spec.uid or local_uid(spec, retrieval_kind(retriever))
     run_dir = sinkmod.run_path(root, spec.namespace, spec.name, uid)
     await asyncio.to_thread(sinkmod.check_writable, fs, run_dir)
 
@@ -107,6 +107,7 @@ async def run_local(spec: RunSpec, *, output: str | None = None, shards: int | N
     server = await serve(heartbeat, metrics.registry, "127.0.0.1", metrics_port) if metrics_port else None
     fs_uri = fs.unstrip_protocol(run_dir)
     log.info("sweep start", extra={"run": spec.name, "cases": total, "already_done": len(done_before),
+                                   "retrieval": retrieval_kind(retriever),
                                    "shards": spec.sharding.shards, "output": fs_uri})
     heartbeat.busy = True
     try:

@@ -29,5 +29,5 @@ def setup(level: str = "INFO", stream=None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     for noisy in ("botocore", "aiobotocore", "s3fs", "fsspec", "urllib3", "aiohttp.access", "filelock",
-                  "sentence_transformers", "httpx", "matplotlib", "PIL"):
+                  "sentence_transformers", "httpx", "matplotlib", "PIL", "faiss.loader", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -15,7 +15,7 @@ import signal
 from dataclasses import dataclass, replace
 
 from . import sink as sinkmod
-from .execute import finish_run, local_uid, run_shard
+from .execute import finish_run, local_uid, retrieval_kind, run_shard
 from .health import Heartbeat, serve
 from .metrics import RunnerMetrics
 from .models import build_client
@@ -90,11 +90,10 @@ async def run_pod(cfg: PodConfig, *, retriever=None, transport=None) -> int:
                                                  f"{spec.sharding.shards}")
     if cfg.concurrency:
         spec = replace(spec, sharding=replace(spec.sharding, concurrency_per_shard=cfg.concurrency))
-    uid = spec.uid or local_uid(spec)
+    cache_dir = cfg.cache_dir or spec.cache_path
     try:
         fs, root = sinkmod.open_uri(spec.output.uri)
-        run_dir = sinkmod.run_path(root, spec.namespace, spec.name, uid)
-        await asyncio.to_thread(sinkmod.check_writable, fs, run_dir)
+        await asyncio.to_thread(sinkmod.check_writable, fs, root)
     except sinkmod.OutputError as exc:
         raise SpecError("spec.output.uri", str(exc)) from None
 
@@ -116,6 +115,21 @@ async def run_pod(cfg: PodConfig, *, retriever=None, transport=None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
     server = await serve(heartbeat, metrics.registry, cfg.health_host, cfg.health_port)
+    try:
+        if retriever is None and cache_dir:
+            # the startup probe covers this: the health server answers while the cache opens
+            from .resources import CacheError, open_cache
+
+            try:
+                retriever = (await asyncio.to_thread(open_cache, cache_dir)).retriever()
+            except CacheError as exc:
+                raise SpecError("cache", str(exc)) from None
+            runner.retriever = retriever
+        uid = spec.uid or local_uid(spec, retrieval_kind(retriever))
+        run_dir = sinkmod.run_path(root, spec.namespace, spec.name, uid)
+    except BaseException:
+        await server.cleanup()
+        raise
     heartbeat.busy = True
     try:
         result = await run_shard(spec, cfg.shard, cfg.shards, fs=fs, run_dir=run_dir, runner=runner,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -46,12 +45,14 @@ class CaseRunner:
         self._sleep = sleep
 
     def task_for(self, case: Case) -> generator.Task:
-        return generator.generate(case.task_type, case.difficulty, case.instance, case.seed, self.retriever)
+        return generator.generate(case.task_type, case.difficulty, case.instance, retriever=self.retriever)
 
     async def run(self, case: Case, progress: CaseProgress) -> dict:
         """The result fields of one case (status, score, errors, counters); never raises LLM errors."""
         task = self.task_for(case)
-        shown = flaws.inject(case.prompt_type, task.steps, case.seed)
+        # the same defect for every model: seeded by the task, not by the case
+        shown = flaws.inject(case.prompt_type, task.steps,
+                             generator.task_seed(case.task_type, case.difficulty, case.instance))
         messages = prompts.build_messages(task, case.prompt_type, shown)
         tools = [BY_NAME[name].openai_schema() for name in task.offered]
         env = ToolEnv(task, self.spec.matrix.tool_success_rate, case.seed)
@@ -95,7 +96,3 @@ class CaseRunner:
         async def chat(messages: list[dict], tools: list[dict]) -> ChatResult:
             return await client.chat(name, messages, tools)
         return chat
-
-
-def now() -> float:
-    return time.time()

@@ -8,11 +8,13 @@ FAISS index when one is loaded, a lexical fallback otherwise).
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
+from ...spec import SUITE_VERSION
 from .registry import BY_NAME, TOOLS
 
 # how many steps each task type has at easy difficulty; medium adds 1, hard adds 2
@@ -222,9 +224,17 @@ INSERT_AT = {"simple_task": 1, "basic_task": 2, "data_pipeline": 3, "api_integra
              "multi_stage_pipeline": 2}
 
 
-def generate(task_type: str, difficulty: str, instance: int, seed: int,
+def task_seed(task_type: str, difficulty: str, instance: int, suite_version: str = SUITE_VERSION) -> int:
+    """The seed of a task: every model and prompt type of a cell faces the very same task."""
+    key = f"{suite_version}|{task_type}|{difficulty}|{instance}".encode()
+    return int(hashlib.sha256(key).hexdigest()[:12], 16)
+
+
+def generate(task_type: str, difficulty: str, instance: int, seed: int | None = None,
              retriever: Retriever | None = None) -> Task:
-    """The task of one case. ``seed`` comes from the case id so every case differs."""
+    """The task of (task type, difficulty, instance); ``seed`` defaults to :func:`task_seed`."""
+    if seed is None:
+        seed = task_seed(task_type, difficulty, instance)
     rng = random.Random(seed)
     ctx: dict = {"dataset": rng.choice(DATASETS), "service": rng.choice(SERVICES), "n": instance + 1}
     if task_type == "api_integration":

@@ -1,0 +1,103 @@
+"""``benchpilot footprint``: measure what one shard costs in memory, as the operator's formula needs.
+
+Reads ``/proc/self/smaps_rollup`` (RSS and PSS) at three points:
+- base: the interpreter with the runner imported, before the cache is opened;
+- shared: after opening the cache as a shard does and reading every page of it (counted once per
+  pod: the pages are file-backed and shared by every worker and process);
+- per worker: the peak while ``concurrency`` simulated cases run at once, above the shared level,
+  divided by the concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+MiB = 1024 * 1024
+
+
+def smaps_rollup(pid: int | str = "self") -> dict[str, int]:
+    """Rss, Pss, Pss_Anon, Pss_File, ... of a process in bytes."""
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) >= 3 and parts[-1] == "kB":
+                out[parts[0].rstrip(":")] = int(parts[1]) * 1024
+    return out
+
+
+async def _run_cases(cache_dir: str | None, concurrency: int, latency_s: float) -> tuple[int, int]:
+    import fsspec
+
+    from . import spec as S
+    from .health import Heartbeat
+    from .metrics import RunnerMetrics
+    from .resources import open_cache
+    from .scheduler import ShardScheduler
+    from .sink import ShardSink
+    from .suites.workflow.case import CaseRunner
+
+    doc = {"apiVersion": "benchpilot.io/v1alpha1", "kind": "BenchmarkRun", "metadata": {"name": "footprint"},
+           "spec": {"matrix": {"models": ["sim/footprint"], "promptTypes": ["baseline", "optimal"],
+                               "taskTypes": list(S.TASK_TYPES), "difficulties": list(S.DIFFICULTIES),
+                               "instances": max(1, -(-concurrency * 2 // 30))},
+                    "simulation": {"sim/footprint": {"accuracy": 0.8, "latencySeconds": latency_s}},
+                    "sharding": {"shards": 1, "concurrencyPerShard": concurrency}}}
+    spec = S.parse_manifest(doc)
+    cases = S.expand(spec.matrix)[: concurrency * 2]
+    retriever = open_cache(cache_dir).retriever() if cache_dir else None
+    runner = CaseRunner(spec, retriever=retriever)
+    sink = ShardSink(fsspec.filesystem("memory"), "/footprint", 0, flush_rows=10**6, flush_s=10**6)
+    sched = ShardScheduler(spec, 0, runner, sink, concurrency=concurrency, metrics=RunnerMetrics(),
+                           heartbeat=Heartbeat(600))
+    peak = [0, 0]
+
+    async def sample() -> None:
+        while True:
+            m = smaps_rollup()
+            peak[0], peak[1] = max(peak[0], m["Rss"]), max(peak[1], m["Pss"])
+            await asyncio.sleep(0.02)
+
+    sampler = asyncio.create_task(sample())
+    await sched.run(cases, asyncio.Event())
+    sampler.cancel()
+    return peak[0], peak[1]
+
+
+def measure(cache_dir: str | None, concurrency: int = 32, latency_s: float = 0.3) -> dict:
+    import faiss  # noqa: F401 - the library itself is per process, not part of the shared cache
+
+    from . import scheduler  # noqa: F401 - import everything a shard imports before "base"
+    from .resources import open_cache
+
+    base = smaps_rollup()
+    t0 = time.monotonic()
+    if cache_dir:
+        cache = open_cache(cache_dir)
+        cache.touch()
+    load_s = time.monotonic() - t0
+    shared = smaps_rollup()
+    peak_rss, peak_pss = asyncio.run(_run_cases(cache_dir, concurrency, latency_s))
+    shared_b = max(0, shared["Rss"] - base["Rss"])
+    per_worker = max(0, peak_rss - shared["Rss"]) / concurrency
+    return {
+        "baseMiB": round(base["Rss"] / MiB, 1),
+        "sharedMiB": round(shared_b / MiB, 1),
+        "perWorkerMiB": round(per_worker / MiB, 3),
+        "concurrency": concurrency,
+        "rssMiB": {"base": round(base["Rss"] / MiB, 1), "afterCache": round(shared["Rss"] / MiB, 1),
+                   "peak": round(peak_rss / MiB, 1)},
+        "pssMiB": {"base": round(base["Pss"] / MiB, 1), "afterCache": round(shared["Pss"] / MiB, 1),
+                   "peak": round(peak_pss / MiB, 1)},
+        "cacheLoadSeconds": round(load_s, 3),
+        "cache": cache_dir,
+        "suggestedSpec": {"resources": {"footprint": {
+            "sharedMiB": round(shared_b / MiB, 1), "perWorkerMiB": round(max(per_worker / MiB, 0.5), 2)}}},
+    }
+
+
+def main(cache_dir: str | None, concurrency: int) -> int:
+    print(json.dumps(measure(cache_dir, concurrency), indent=1))
+    return 0

@@ -71,10 +71,22 @@ async def run_shard(spec: RunSpec, shard: int, shards: int, *, fs: fsspec.Abstra
     already = len(cases) - len(todo)
     if on_loaded:
         on_loaded(len(cases), already)
+    # per-process progress, scraped by the operator (sums over the shards of a local run)
+    metrics.cases_planned.labels(spec.name, "total").inc(len(cases))
+    metrics.cases_planned.labels(spec.name, "done").inc(already)
+    metrics.cases_planned.labels(spec.name, "failed").inc(0)
+
+    def done_one(row: dict) -> None:
+        metrics.cases_planned.labels(spec.name, "done").inc()
+        if row["status"] in ("error", "timeout"):
+            metrics.cases_planned.labels(spec.name, "failed").inc()
+        if on_case_done:
+            on_case_done(row)
+
     log.info("shard start", extra={"run": spec.name, "shard": shard, "shards": shards, "cases": len(cases),
                                    "already_done": already, "attempt": sink.attempt, "dir": run_dir})
     sched = ShardScheduler(spec, shard, runner, sink, concurrency=concurrency, metrics=metrics,
-                           heartbeat=heartbeat, on_case_done=on_case_done)
+                           heartbeat=heartbeat, on_case_done=done_one)
     flusher_stop = asyncio.Event()
     flusher = asyncio.create_task(sink.run_flusher(flusher_stop))
     try:

@@ -1,0 +1,153 @@
+"""One reconcile pass of one BenchmarkRun: observe (k8s.py), decide (plan/status), act (k8s.py).
+
+Handlers call :func:`reconcile_run`; it never raises for a bad spec or a run that does not fit —
+those become a condition — so one broken run never stops the operator from serving the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchpilot_runner.spec import SpecError, parse_manifest
+
+from . import manifests as M
+from .config import OperatorConfig
+from .k8s import APIError, KubeClient, build_event, configmaps_path, events_path, jobs_path, pods_path, runs_path
+from .metrics import OperatorMetrics
+from .plan import PlanError, plan_run
+from .status import ShardObs, _now, invalid_status, pod_running, reconcile
+
+log = logging.getLogger("benchpilot.controller")
+
+
+def results_uri(spec, meta: dict) -> str:
+    return f"{spec.output.uri.rstrip('/')}/{meta['namespace']}/{meta['name']}/{meta['uid']}/"
+
+
+async def scrape_progress(client: KubeClient, pod: dict, cfg: OperatorConfig) -> tuple[int | None, int | None]:
+    """(done, failed) cases from a running runner pod's /metrics; (None, None) if it cannot be read."""
+    ip = (pod.get("status") or {}).get("podIP")
+    if not ip:
+        return None, None
+    port = cfg.runner_port
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        for p in c.get("ports") or []:
+            if p.get("name") == "http":
+                port = p.get("containerPort", port)
+    try:
+        text = await client.get_text(f"http://{ip}:{port}/metrics", cfg.scrape_timeout_s)
+    except Exception as exc:  # noqa: BLE001 - progress is best effort; the Job state is the truth
+        log.debug("progress scrape failed", extra={"pod": pod["metadata"].get("name"), "error": str(exc)})
+        return None, None
+    done = failed = None
+    for fam in text_string_to_metric_families(text):
+        if fam.name == "benchpilot_shard_cases":
+            for s in fam.samples:
+                if s.labels.get("state") == "done":
+                    done = int(s.value)
+                elif s.labels.get("state") == "failed":
+                    failed = int(s.value)
+    return done, failed
+
+
+async def observe(client: KubeClient, meta: dict, n_shards: int, cfg: OperatorConfig) -> dict[int, ShardObs]:
+    ns, run, uid = meta["namespace"], meta["name"], meta["uid"]
+    selector = f"{M.RUN_LABEL}={run}"
+    jobs, pods = await asyncio.gather(client.list(jobs_path(ns), selector), client.list(pods_path(ns), selector))
+    shards = {i: ShardObs(i) for i in range(n_shards)}
+    by_job: dict[str, int] = {}
+    for job in jobs:
+        md = job.get("metadata") or {}
+        labels = md.get("labels") or {}
+        # the label selector may be ignored by a server: check the label and the owner's uid
+        if labels.get(M.RUN_LABEL) != run or not M.owned_by(job, uid) or md.get("deletionTimestamp"):
+            continue
+        try:
+            i = int(labels.get(M.SHARD_LABEL, ""))
+        except ValueError:
+            continue
+        if i in shards and md.get("name") == M.job_name(run, i):
+            shards[i].job = job
+            by_job[md["name"]] = i
+    for pod in pods:
+        md = pod.get("metadata") or {}
+        owners = [r.get("name") for r in md.get("ownerReferences") or [] if r.get("kind") == "Job"]
+        i = next((by_job[o] for o in owners if o in by_job), None)
+        if i is not None and (md.get("labels") or {}).get(M.RUN_LABEL) == run:
+            shards[i].pods.append(pod)
+    running = [(i, p) for i, s in shards.items() for p in s.pods if pod_running([p])]
+    if running:
+        results = await asyncio.gather(*(scrape_progress(client, p, cfg) for _, p in running))
+        for (i, _), (done, failed) in zip(running, results):
+            if done is not None:
+                shards[i].done = max(shards[i].done or 0, done)
+                shards[i].failed_cases = (shards[i].failed_cases or 0) + (failed or 0)
+    return shards
+
+
+async def post_events(client: KubeClient, body: dict, events: list[tuple[str, str, str]]) -> None:
+    now = _now()
+    for type_, reason, message in events:
+        try:
+            await client.create(events_path(body["metadata"]["namespace"]), build_event(body, type_, reason, message, now))
+        except Exception as exc:  # noqa: BLE001 - an event is informative; never fail a reconcile for it
+            log.warning("could not post event", extra={"reason": reason, "error": str(exc)})
+
+
+async def reconcile_run(body: dict, client: KubeClient, cfg: OperatorConfig, metrics: OperatorMetrics) -> dict:
+    """Reconcile one run; returns the status to write (the caller writes it in one patch)."""
+    meta = body["metadata"]
+    prev = dict(body.get("status") or {})
+    generation = meta.get("generation")
+    key = OperatorMetrics.key(meta["namespace"], meta["name"])
+    try:
+        spec = parse_manifest({"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+                               "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                                            "uid": meta.get("uid")}, "spec": body.get("spec")})
+        plan = plan_run(spec, cfg)
+    except (SpecError, PlanError) as exc:
+        reason = "InvalidSpec" if isinstance(exc, SpecError) else exc.reason
+        status, events = invalid_status(prev, reason, str(exc), generation)
+        await post_events(client, body, events)
+        metrics.observe(key, status)
+        return status
+
+    await client.create(configmaps_path(meta["namespace"]), M.build_configmap(meta, spec))
+    shards = await observe(client, meta, spec.sharding.shards, cfg)
+    status, acts = reconcile(spec, plan, shards, prev, cfg, generation=generation,
+                             results_uri=results_uri(spec, meta))
+    ns = meta["namespace"]
+    if acts.urgent_status:  # record retry bookkeeping before acting, so a crash in between repeats nothing
+        await client.merge_patch(f"{runs_path(ns)}/{meta['name']}/status", {"status": acts.urgent_status})
+    for reason in acts.retries:
+        metrics.retries.labels(key, reason).inc()
+
+    async def create(c) -> None:
+        sp = plan.shards[c.index]
+        if c.replace:
+            await client.delete(f"{jobs_path(ns)}/{M.job_name(meta['name'], c.index)}")
+        limit = max(c.request_bytes, min(int(c.request_bytes * cfg.limit_factor),
+                                         spec.resources.max_pod_memory_bytes))
+        job = M.build_job(meta, spec, c.index, concurrency=sp.concurrency, request_bytes=c.request_bytes,
+                          limit_bytes=limit, cfg=cfg, oom_retries=c.oom_retries, suspend=spec.suspend)
+        for attempt in range(20):
+            try:
+                await client.create(jobs_path(ns), job)
+                return
+            except APIError as exc:  # a replaced Job may still be terminating
+                if exc.status != 409 or not c.replace:
+                    raise
+                await asyncio.sleep(min(2.0, 0.1 * (attempt + 1)))
+
+    async def set_suspend(i: int, value: bool) -> None:
+        await client.merge_patch(f"{jobs_path(ns)}/{M.job_name(meta['name'], i)}", {"spec": {"suspend": value}})
+
+    await asyncio.gather(*(create(c) for c in acts.create),
+                         *(set_suspend(i, True) for i in acts.suspend),
+                         *(set_suspend(i, False) for i in acts.resume))
+    await post_events(client, body, acts.events)
+    metrics.observe(key, status)
+    return status

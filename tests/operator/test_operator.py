@@ -1,0 +1,341 @@
+"""The real kopf operator against kmock's Kubernetes emulator over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from benchpilot_operator import handlers
+from benchpilot_runner import spec as S
+from tests.helpers import BENCHPILOT, ROOT, manifest
+from tests.operator.cluster import eventually, operator
+from tests.servers.s3 import free_port
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
+MiB = 2**20
+
+
+def run_doc(name: str, ns: str, **spec) -> dict:
+    doc = manifest(**spec)
+    doc["metadata"] = {"name": name, "namespace": ns}
+    return doc
+
+
+def ns_() -> str:
+    return f"t-{uuid.uuid4().hex[:6]}"
+
+
+async def status_of(cluster, ns, name, **want):
+    async def check():
+        st = (await cluster.run(ns, name)).get("status") or {}
+        return st if all(st.get(k) == v for k, v in want.items()) else None
+    return await eventually(check, what=f"{ns}/{name} status {want}")
+
+
+async def jobs_count(cluster, ns, name, n):
+    async def check():
+        jobs = await cluster.jobs(ns, name)
+        return jobs if len(jobs) == n else None
+    return await eventually(check, what=f"{n} jobs of {name}")
+
+
+def container(job: dict) -> dict:
+    return job["spec"]["template"]["spec"]["containers"][0]
+
+
+async def test_run_becomes_sized_jobs_and_succeeds(cluster):
+    ns = ns_()
+    doc = run_doc("sweep", ns, sharding={"shards": 3, "concurrencyPerShard": 4, "maxParallelShards": 8},
+                  resources={"footprint": {"sharedMiB": 300, "perWorkerMiB": 10}, "maxPodMemory": "4Gi"},
+                  limits={"activeDeadlineSeconds": 900, "hangTimeoutSeconds": 60, "backoffLimit": 4},
+                  cache={"claimName": "bench-cache"},
+                  endpoint={"baseURL": "http://llm:8000/v1", "apiKeySecretRef": {"name": "llm", "key": "token"}},
+                  output={"uri": "s3://bucket/prefix", "credentialsSecretRef": {"name": "s3-creds"}})
+    doc["spec"]["matrix"]["models"] = ["sim/strong", "openai/gpt-test"]
+    async with operator(cluster.url):
+        created = await cluster.apply_run(doc)
+        uid = created["metadata"]["uid"]
+        jobs = await jobs_count(cluster, ns, "sweep", 3)
+        st = await status_of(cluster, ns, "sweep", phase="Pending")
+        cfg = handlers.CONFIG
+        # memory from the footprint formula: base + shared + perWorker × concurrency, plus headroom
+        need = cfg.base_mib + 300 + 10 * 4
+        request = int(-(-(need + max(cfg.headroom_min_mib, cfg.headroom_ratio * need)) // 1))
+        for i, job in enumerate(jobs):
+            md, c = job["metadata"], container(job)
+            assert md["name"] == f"sweep-s{i}" and md["labels"]["benchpilot.io/shard"] == str(i)
+            assert md["ownerReferences"] == [{"apiVersion": "benchpilot.io/v1alpha1", "kind": "BenchmarkRun",
+                                              "name": "sweep", "uid": uid, "controller": True,
+                                              "blockOwnerDeletion": True}]
+            assert c["resources"]["requests"]["memory"] == f"{request}Mi"
+            assert c["resources"]["limits"]["memory"] == f"{int(request * MiB * cfg.limit_factor) // MiB}Mi"
+            assert job["spec"]["activeDeadlineSeconds"] == 900 and job["spec"]["backoffLimit"] == 4
+            assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+            assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] >= 300
+            pod = job["spec"]["template"]["spec"]
+            cache_vol = next(v for v in pod["volumes"] if v["name"] == "cache")
+            assert cache_vol["persistentVolumeClaim"] == {"claimName": "bench-cache", "readOnly": True}
+            assert {"name": "cache", "mountPath": "/cache", "readOnly": True} in c["volumeMounts"]
+            env = {e["name"]: e for e in c["env"]}
+            assert env["BENCHPILOT_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "llm", "key": "token"}}
+            assert env["BENCHPILOT_SHARD"]["value"] == str(i) and env["BENCHPILOT_SHARDS"]["value"] == "3"
+            assert c["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+            assert not any("value" in e and "token" in str(e["value"]).lower() for e in c["env"])
+            assert c["securityContext"]["readOnlyRootFilesystem"] and pod["securityContext"]["runAsNonRoot"]
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+            assert pod["restartPolicy"] == "Never"
+            rules = job["spec"]["podFailurePolicy"]["rules"]
+            assert {"action": "FailJob", "onExitCodes": {"containerName": "runner", "operator": "In",
+                                                         "values": [2]}} in rules
+        (cm,) = [c for c in await cluster.configmaps(ns) if c["metadata"]["name"] == "sweep-spec"]
+        resolved = json.loads(cm["data"]["run.json"])
+        assert resolved["uid"] == uid and resolved["sharding"]["shards"] == 3
+        assert S.from_resolved(resolved).total_cases == st["cases"]["total"] == S.parse_manifest(doc).total_cases
+
+        pods = [await cluster.start_pod(j) for j in jobs]
+        await status_of(cluster, ns, "sweep", phase="Running")
+        for j in jobs:
+            await cluster.complete(j)
+        st = await status_of(cluster, ns, "sweep", phase="Succeeded")
+        assert st["shards"] == {"total": 3, "pending": 0, "running": 0, "succeeded": 3, "failed": 0}
+        assert st["cases"]["completed"] == st["cases"]["total"] and st["progress"] == "100%"
+        assert st["results"]["uri"] == f"s3://bucket/prefix/{ns}/sweep/{uid}/"
+        assert {c["type"]: c["status"] for c in st["conditions"]}["Complete"] == "True"
+        reasons = [e.get("reason") for e in await cluster.events(ns)]
+        assert "RunSucceeded" in reasons
+        del pods
+
+
+async def test_at_most_max_parallel_shards_unfinished(cluster):
+    ns = ns_()
+    doc = run_doc("queue", ns, sharding={"shards": 5, "concurrencyPerShard": 2, "maxParallelShards": 2})
+    async with operator(cluster.url):
+        await cluster.apply_run(doc)
+        jobs = await jobs_count(cluster, ns, "queue", 2)
+        assert [j["metadata"]["name"] for j in jobs] == ["queue-s0", "queue-s1"]
+        await cluster.complete(jobs[0])
+        jobs = await jobs_count(cluster, ns, "queue", 3)
+        assert jobs[2]["metadata"]["name"] == "queue-s2"
+        unfinished = [j for j in jobs if not j.get("status", {}).get("succeeded")]
+        assert len(unfinished) == 2
+
+
+async def test_oom_killed_shard_is_recreated_bigger_then_fails_at_the_bound(cluster):
+    ns = ns_()
+    doc = run_doc("oom", ns, sharding={"shards": 1, "concurrencyPerShard": 2},
+                  resources={"footprint": {"sharedMiB": 100, "perWorkerMiB": 10}, "maxPodMemory": "8Gi"})
+    async with operator(cluster.url, max_oom_retries=2):
+        await cluster.apply_run(doc)
+        (job,) = await jobs_count(cluster, ns, "oom", 1)
+        first = container(job)["resources"]["requests"]["memory"]
+        sizes = [int(first[:-2])]
+        for attempt in (1, 2):
+            pod = await cluster.start_pod(job)
+            await cluster.oom_kill(job, pod)
+
+            async def bigger():
+                js = await cluster.jobs(ns, "oom")
+                ok = js and js[0]["metadata"]["annotations"]["benchpilot.io/oom-retries"] == str(attempt)
+                return js[0] if ok else None
+            job = await eventually(bigger, what=f"job re-created after OOM {attempt}")
+            sizes.append(int(container(job)["resources"]["requests"]["memory"][:-2]))
+            st = (await cluster.run(ns, "oom"))["status"]
+            assert st["shardRetries"]["0"]["oomKilled"] == attempt
+        assert sizes[1] == -(-int(sizes[0] * 1.5) // 1) or abs(sizes[1] - sizes[0] * 1.5) <= 1
+        assert abs(sizes[2] - sizes[1] * 1.5) <= 1
+        retries = handlers.METRICS.retries.labels(f"{ns}/oom", "OOMKilled")._value.get()
+        assert retries == 2
+        pod = await cluster.start_pod(job)
+        await cluster.oom_kill(job, pod)
+        st = await status_of(cluster, ns, "oom", phase="Failed")
+        assert st["failedShards"][0]["reason"] == "OOMKilled" and "2 times" not in st["failedShards"][0]["message"]
+        assert "OOMKilled 3 times" in st["failedShards"][0]["message"]
+        assert len(await cluster.jobs(ns, "oom")) == 1
+
+
+async def test_restarted_operator_creates_no_duplicate_jobs(cluster):
+    ns = ns_()
+    doc = run_doc("restart", ns, sharding={"shards": 4, "concurrencyPerShard": 2, "maxParallelShards": 4})
+    async with operator(cluster.url):
+        await cluster.apply_run(doc)
+        jobs = await jobs_count(cluster, ns, "restart", 4)
+        await cluster.complete(jobs[0])
+        await status_of(cluster, ns, "restart", shardSummary="1/4")
+    posts_before = cluster.posts(f"/namespaces/{ns}/jobs")
+    assert posts_before == 4
+    async with operator(cluster.url):
+        await status_of(cluster, ns, "restart", shardSummary="1/4")
+        for j in jobs[1:]:
+            await cluster.complete(j)
+        await status_of(cluster, ns, "restart", phase="Succeeded")
+    assert cluster.posts(f"/namespaces/{ns}/jobs") == posts_before, "no Job was created twice"
+    assert len(await cluster.jobs(ns, "restart")) == 4
+
+
+async def test_invalid_spec_is_refused_and_others_still_run(cluster):
+    ns = ns_()
+    bad = run_doc("bad", ns)
+    bad["spec"]["matrix"]["models"] = ["sim/nonexistent"]
+    big = run_doc("huge", ns, resources={"footprint": {"sharedMiB": 9000, "perWorkerMiB": 10},
+                                         "maxPodMemory": "4Gi"})
+    good = run_doc("good", ns, sharding={"shards": 1})
+    async with operator(cluster.url):
+        await cluster.apply_run(bad)
+        await cluster.apply_run(big)
+        await cluster.apply_run(good)
+        st = await status_of(cluster, ns, "bad", phase="Failed")
+        ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+        assert "spec.matrix.models[0]" in ready["message"] and "sim/strong" in ready["message"]
+        st = await status_of(cluster, ns, "huge", phase="Failed")
+        ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+        assert ready["reason"] == "InsufficientMemory" and "4096Mi" in ready["message"]
+        assert "9000" in ready["message"]
+        await jobs_count(cluster, ns, "good", 1)
+        assert await cluster.jobs(ns, "bad") == [] and await cluster.jobs(ns, "huge") == []
+        warnings = [e for e in await cluster.events(ns) if e.get("reason") == "InvalidSpec"]
+        assert len(warnings) == 1, "one event, not one per resync"
+
+
+async def test_concurrency_is_lowered_to_fit(cluster):
+    ns = ns_()
+    doc = run_doc("fit", ns, sharding={"shards": 1, "concurrencyPerShard": 64},
+                  resources={"footprint": {"sharedMiB": 200, "perWorkerMiB": 50}, "maxPodMemory": "2Gi"})
+    doc["spec"]["matrix"]["instances"] = 20
+    async with operator(cluster.url):
+        await cluster.apply_run(doc)
+        (job,) = await jobs_count(cluster, ns, "fit", 1)
+        env = {e["name"]: e.get("value") for e in container(job)["env"]}
+        conc = int(env["BENCHPILOT_CONCURRENCY"])
+        assert 1 <= conc < 64
+        assert int(container(job)["resources"]["requests"]["memory"][:-2]) <= 2048
+        st = await status_of(cluster, ns, "fit", phase="Pending")
+        assert st["plan"]["concurrencyPerShard"] == conc
+        assert "lowered from 64" in next(c for c in st["conditions"] if c["type"] == "Ready")["message"]
+
+
+async def test_suspend_and_resume(cluster):
+    ns = ns_()
+    doc = run_doc("pause", ns, sharding={"shards": 3, "concurrencyPerShard": 2, "maxParallelShards": 1})
+    async with operator(cluster.url):
+        await cluster.apply_run(doc)
+        (job,) = await jobs_count(cluster, ns, "pause", 1)
+        await cluster.start_pod(job)
+        await cluster.patch_run(ns, "pause", {"spec": {"suspend": True}})
+        await status_of(cluster, ns, "pause", phase="Suspended")
+
+        async def suspended():
+            js = await cluster.jobs(ns, "pause")
+            return js if js[0]["spec"]["suspend"] is True else None
+        js = await eventually(suspended, what="job suspended")
+        await cluster.complete(js[0])
+        await status_of(cluster, ns, "pause", phase="Suspended", shardSummary="1/3")
+        assert len(await cluster.jobs(ns, "pause")) == 1, "no new shard while suspended"
+        await cluster.patch_run(ns, "pause", {"spec": {"suspend": False}})
+        js = await jobs_count(cluster, ns, "pause", 2)
+        assert js[1]["spec"]["suspend"] is False
+
+
+async def test_failed_shards_give_partial_success_or_failure(cluster):
+    ns = ns_()
+    partial = run_doc("part", ns, sharding={"shards": 2}, failurePolicy="partial")
+    strict = run_doc("strict", ns, sharding={"shards": 2}, failurePolicy="fail")
+    async with operator(cluster.url):
+        for doc in (partial, strict):
+            await cluster.apply_run(doc)
+        for name in ("part", "strict"):
+            jobs = await jobs_count(cluster, ns, name, 2)
+            await cluster.fail(jobs[0], "DeadlineExceeded", "Job was active longer than specified deadline")
+            await cluster.complete(jobs[1])
+        st = await status_of(cluster, ns, "part", phase="Succeeded")
+        complete = next(c for c in st["conditions"] if c["type"] == "Complete")
+        assert complete["reason"] == "PartiallySucceeded" and "s0: DeadlineExceeded" in complete["message"]
+        assert st["failedShards"] == [{"index": 0, "reason": "DeadlineExceeded",
+                                       "message": "Job was active longer than specified deadline"}]
+        st = await status_of(cluster, ns, "strict", phase="Failed")
+        assert next(c for c in st["conditions"] if c["type"] == "Failed")["status"] == "True"
+        assert handlers.METRICS.retries.labels(f"{ns}/part", "DeadlineExceeded")._value.get() == 1
+
+
+async def test_delete_leaves_children_to_owner_references(cluster):
+    ns = ns_()
+    async with operator(cluster.url):
+        created = await cluster.apply_run(run_doc("gone", ns, sharding={"shards": 2}))
+        jobs = await jobs_count(cluster, ns, "gone", 2)
+        cms = [c for c in await cluster.configmaps(ns) if c["metadata"]["name"] == "gone-spec"]
+        for child in jobs + cms:
+            (ref,) = child["metadata"]["ownerReferences"]
+            assert ref["uid"] == created["metadata"]["uid"] and ref["blockOwnerDeletion"] and ref["controller"]
+        await status_of(cluster, ns, "gone", phase="Pending")
+        await cluster.delete_run(ns, "gone")
+
+        async def gone():
+            try:
+                await cluster.run(ns, "gone")
+            except AssertionError:
+                return True
+            return False
+        await eventually(gone, what="run deleted (finalizer released)")
+        assert f"{ns}/gone" not in handlers.METRICS._phase
+
+
+async def test_children_of_another_run_with_the_same_name_are_ignored(cluster):
+    """Ownership is confirmed by uid, not only by label: a stale Job of a deleted namesake is not ours."""
+    ns = ns_()
+    stale = {"apiVersion": "batch/v1", "kind": "Job",
+             "metadata": {"name": "twin-s0", "namespace": ns, "labels": {"benchpilot.io/run": "twin",
+                                                                        "benchpilot.io/shard": "0"},
+                          "ownerReferences": [{"kind": "BenchmarkRun", "name": "twin", "uid": "old-uid"}]},
+             "spec": {"template": {"metadata": {"labels": {}}, "spec": {"containers": [{"name": "runner"}]}}},
+             "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    await cluster._req("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", stale)
+    async with operator(cluster.url):
+        await cluster.apply_run(run_doc("twin", ns, sharding={"shards": 1}))
+        st = await status_of(cluster, ns, "twin", phase="Pending")
+        assert st["shards"]["succeeded"] == 0, "the namesake's completed Job must not count"
+
+
+async def test_progress_is_scraped_from_real_runner_pods(cluster, tmp_path):
+    """The test plays kubelet: it runs the real `benchpilot shard` with the Job's env and spec."""
+    ns = ns_()
+    doc = run_doc("live", ns, sharding={"shards": 2, "concurrencyPerShard": 2},
+                  simulation={"sim/slow": {"accuracy": 0.8, "latencySeconds": 0.15}},
+                  output={"uri": f"file://{tmp_path}/out", "flushEveryRows": 2, "flushEverySeconds": 1})
+    doc["spec"]["matrix"].update(models=["sim/slow"], instances=4)
+    procs = []
+    async with operator(cluster.url):
+        await cluster.apply_run(doc)
+        jobs = await jobs_count(cluster, ns, "live", 2)
+        (cm,) = [c for c in await cluster.configmaps(ns) if c["metadata"]["name"] == "live-spec"]
+        spec_file = tmp_path / "run.json"
+        spec_file.write_text(cm["data"]["run.json"])
+        for job in jobs:
+            port = free_port()
+            env = {e["name"]: e["value"] for e in container(job)["env"] if "value" in e}
+            env.update(BENCHPILOT_SPEC=str(spec_file), BENCHPILOT_HEALTH_PORT=str(port),
+                       BENCHPILOT_HEALTH_HOST="127.0.0.1", HOME=str(tmp_path))
+            procs.append(subprocess.Popen([*BENCHPILOT, "shard"], env={**os.environ, **env}, cwd=ROOT,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+            await cluster.start_pod(job, port=port)
+        total = S.parse_manifest(doc).total_cases
+
+        async def partway():
+            st = (await cluster.run(ns, "live")).get("status") or {}
+            done = (st.get("cases") or {}).get("completed", 0)
+            return st if 0 < done < total and st.get("phase") == "Running" else None
+        st = await eventually(partway, timeout=60, what="progress between 0 and total")
+        assert st["progress"].endswith("%")
+        for p in procs:
+            assert p.wait(120) == 0, p.stderr.read()[-2000:]
+        for job in jobs:
+            await cluster.complete(job)
+        st = await status_of(cluster, ns, "live", phase="Succeeded")
+        assert st["cases"]["completed"] == total
+    from benchpilot_runner import report
+
+    summary = report.summarize(report.load(st["results"]["uri"]))
+    assert summary["total"] == summary["distinct_case_ids"] == total

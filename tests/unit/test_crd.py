@@ -1,0 +1,190 @@
+"""The CRD: a structural schema that agrees with the runner's validation, checked as an API server would.
+
+An API server prunes, defaults, validates against the OpenAPI v3 schema (Draft 4 style), then
+evaluates the x-kubernetes-validations CEL rules (with oldSelf on updates). This test does the
+same: a structural check of the schema, defaulting, jsonschema's Draft 4 validator, and every
+CEL rule evaluated with cel-python.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import celpy
+import jsonschema
+import pytest
+import yaml
+
+from benchpilot_runner import spec as S
+from tests.helpers import EXAMPLES, ROOT, manifest
+
+CRD = yaml.safe_load((ROOT / "crds" / "benchpilot.io_benchmarkruns.yaml").read_text())
+VERSION = CRD["spec"]["versions"][0]
+SCHEMA = VERSION["schema"]["openAPIV3Schema"]
+
+
+def structural_problems(node: dict, path: str = "") -> list[str]:
+    """Kubernetes' structural-schema rules that matter here."""
+    problems = []
+    if not (node.get("type") or node.get("x-kubernetes-int-or-string") or node.get("x-kubernetes-preserve-unknown-fields")):
+        problems.append(f"{path or '<root>'}: no type")
+    if "properties" in node and "additionalProperties" in node:
+        problems.append(f"{path}: both properties and additionalProperties")
+    for bad in ("$ref", "definitions"):
+        if bad in node:
+            problems.append(f"{path or '<root>'}: {bad} is not allowed")
+    if node.get("type") == "array" and "items" not in node:
+        problems.append(f"{path}: array without items")
+    for k, sub in (node.get("properties") or {}).items():
+        problems += structural_problems(sub, f"{path}.{k}")
+    if isinstance(node.get("additionalProperties"), dict):
+        problems += structural_problems(node["additionalProperties"], f"{path}[*]")
+    if isinstance(node.get("items"), dict):
+        problems += structural_problems(node["items"], f"{path}[]")
+    if "default" in node and node.get("type") == "object" and node["default"] not in ({},):
+        jsonschema.Draft4Validator(_strip(node)).validate(node["default"])
+    return problems
+
+
+def _strip(node):
+    if isinstance(node, dict):
+        return {k: _strip(v) for k, v in node.items() if not k.startswith("x-kubernetes") and k != "format"}
+    if isinstance(node, list):
+        return [_strip(v) for v in node]
+    return node
+
+
+def apply_defaults(node: dict, value):
+    if isinstance(value, dict) and node.get("type") == "object":
+        for key, sub in (node.get("properties") or {}).items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                value[key] = apply_defaults(sub, value[key])
+        if isinstance(node.get("additionalProperties"), dict):
+            for key in value:
+                value[key] = apply_defaults(node["additionalProperties"], value[key])
+    elif isinstance(value, list) and isinstance(node.get("items"), dict):
+        value = [apply_defaults(node["items"], v) for v in value]
+    return value
+
+
+_CEL = celpy.Environment()
+
+
+def cel_errors(node: dict, value, old=None, path: str = "") -> list[str]:
+    errors = []
+    for rule in node.get("x-kubernetes-validations") or []:
+        transition = "oldSelf" in rule["rule"]
+        if transition and old is None:
+            continue
+        ctx = {"self": value}
+        if transition:
+            ctx["oldSelf"] = old
+        result = _CEL.program(_CEL.compile(rule["rule"])).evaluate(celpy.json_to_cel(ctx))
+        if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
+            errors.append(f"{path or '<root>'}: {rule['message']}")
+    if isinstance(value, dict):
+        for key, sub in (node.get("properties") or {}).items():
+            if key in value:
+                errors += cel_errors(sub, value[key], (old or {}).get(key) if isinstance(old, dict) else None,
+                                     f"{path}.{key}")
+    return errors
+
+
+def admit(doc: dict, old: dict | None = None) -> list[str]:
+    """What an API server with this CRD would say about ``doc`` (empty: admitted)."""
+    doc = apply_defaults(SCHEMA, copy.deepcopy(doc))
+    errors = [f"{'.'.join(str(p) for p in e.absolute_path)}: {e.message}"
+              for e in jsonschema.Draft4Validator(_strip(SCHEMA)).iter_errors(doc)]
+    if errors:
+        return errors
+    if old is not None:
+        old = apply_defaults(SCHEMA, copy.deepcopy(old))
+    return cel_errors(SCHEMA, doc, old)
+
+
+def test_schema_is_structural_and_complete():
+    assert structural_problems(SCHEMA) == []
+    assert CRD["metadata"]["name"] == "benchmarkruns.benchpilot.io"
+    assert CRD["spec"]["names"]["shortNames"] == ["br"] and VERSION["name"] == "v1alpha1"
+    assert VERSION["subresources"] == {"status": {}}
+    assert [c["name"] for c in VERSION["additionalPrinterColumns"]] == ["Phase", "Progress", "Shards", "Age"]
+    enum = SCHEMA["properties"]["spec"]["properties"]["matrix"]["properties"]["promptTypes"]["items"]["enum"]
+    assert enum == list(S.PROMPT_TYPES)
+    tasks = SCHEMA["properties"]["spec"]["properties"]["matrix"]["properties"]["taskTypes"]["items"]["enum"]
+    assert tasks == list(S.TASK_TYPES)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_are_admitted(path: Path):
+    doc = yaml.safe_load(path.read_text())
+    assert admit(doc) == []
+    S.parse_manifest(doc)
+
+
+def test_defaults_match_the_runner():
+    doc = apply_defaults(SCHEMA, manifest())
+    spec = S.parse_manifest(manifest())
+    sp = doc["spec"]
+    assert sp["sharding"]["maxParallelShards"] == spec.sharding.max_parallel_shards
+    assert sp["failurePolicy"] == spec.failure_policy and sp["suite"] == spec.suite
+    minimal = {"apiVersion": "benchpilot.io/v1alpha1", "kind": "BenchmarkRun", "metadata": {"name": "m"},
+               "spec": {"matrix": {"models": ["sim/weak"], "promptTypes": ["baseline"]}}}
+    d = apply_defaults(SCHEMA, copy.deepcopy(minimal))["spec"]
+    s = S.parse_manifest(minimal)
+    assert d["matrix"]["difficulties"] == list(s.matrix.difficulties)
+    assert d["matrix"]["taskTypes"] == list(s.matrix.task_types)
+    assert d["matrix"]["instances"] == s.matrix.instances
+    assert d["sharding"]["shards"] == s.sharding.shards
+
+
+BAD = [
+    ("unknown prompt type", lambda d: d["spec"]["matrix"].__setitem__("promptTypes", ["clever"])),
+    ("unknown provider", lambda d: d["spec"]["matrix"].__setitem__("models", ["bard/x"])),
+    ("no models", lambda d: d["spec"]["matrix"].__setitem__("models", [])),
+    ("zero instances", lambda d: d["spec"]["matrix"].__setitem__("instances", 0)),
+    ("rate above 1", lambda d: d["spec"]["matrix"].__setitem__("toolSuccessRate", 2)),
+    ("more shards than cases", lambda d: d["spec"]["sharding"].__setitem__("shards", 1000)),
+    ("openai without endpoint", lambda d: d["spec"]["matrix"].__setitem__("models", ["openai/gpt"])),
+    ("bad URL", lambda d: d["spec"].__setitem__("endpoint", {"baseURL": "llm:8000"})),
+    ("bad memory", lambda d: d["spec"].__setitem__("resources", {"maxPodMemory": "lots"})),
+    ("zero timeout", lambda d: d["spec"].__setitem__("limits", {"caseTimeoutSeconds": 0})),
+    ("long name", lambda d: d["metadata"].__setitem__("name", "x" * 41)),
+    ("bad policy", lambda d: d["spec"].__setitem__("failurePolicy", "maybe")),
+    ("no matrix", lambda d: d["spec"].pop("matrix")),
+]
+
+
+@pytest.mark.parametrize("change", [b[1] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_manifests_are_refused_by_the_crd_and_by_the_runner(change):
+    doc = manifest()
+    change(doc)
+    assert admit(doc), "the CRD must refuse it"
+    with pytest.raises(S.SpecError):
+        S.parse_manifest(doc)
+
+
+def test_what_only_the_operator_can_refuse():
+    """An unknown sim preset passes the schema (custom names are allowed); the operator's
+    InvalidSpec condition catches it (tests/operator)."""
+    doc = manifest()
+    doc["spec"]["matrix"]["models"] = ["sim/nonexistent"]
+    assert admit(doc) == []
+    with pytest.raises(S.SpecError, match="sim/strong"):
+        S.parse_manifest(doc)
+
+
+def test_matrix_shards_and_output_are_immutable_but_suspend_is_not():
+    old = manifest()
+    new = copy.deepcopy(old)
+    new["spec"]["matrix"]["instances"] = 9
+    assert any("matrix is immutable" in e for e in admit(new, old))
+    new = copy.deepcopy(old)
+    new["spec"]["sharding"]["shards"] = 3
+    assert any("sharding.shards is immutable" in e for e in admit(new, old))
+    new = copy.deepcopy(old)
+    new["spec"]["suspend"] = True
+    new["spec"]["sharding"]["maxParallelShards"] = 1
+    assert admit(new, old) == []

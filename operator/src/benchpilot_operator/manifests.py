@@ -76,6 +76,7 @@ def build_job(meta: dict, spec: RunSpec, shard: int, *, concurrency: int, reques
         {"name": "BENCHPILOT_SPEC", "value": f"{SPEC_MOUNT}/run.json"},
         {"name": "BENCHPILOT_CONCURRENCY", "value": str(concurrency)},
         {"name": "BENCHPILOT_HEALTH_PORT", "value": str(cfg.runner_port)},
+        {"name": "BENCHPILOT_MEMORY_REQUEST_BYTES", "value": str(request_bytes)},
         {"name": "HF_HUB_OFFLINE", "value": "1"},
         {"name": "HOME", "value": "/tmp"},
     ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from benchpilot_runner.spec import RunSpec, shard_sizes
+from benchpilot_runner.spec import RunSpec, memory_request_mib, shard_sizes
 
 from .config import OperatorConfig
 
@@ -48,9 +48,9 @@ class Plan:
 
 
 def request_bytes(spec: RunSpec, concurrency: int, cfg: OperatorConfig) -> int:
-    need = cfg.base_mib + spec.resources.shared_mib + spec.resources.per_worker_mib * concurrency
-    need += max(cfg.headroom_min_mib, cfg.headroom_ratio * need)
-    return int(math.ceil(need)) * MiB
+    return memory_request_mib(spec.resources.shared_mib, spec.resources.per_worker_mib, concurrency,
+                              base_mib=cfg.base_mib, headroom_ratio=cfg.headroom_ratio,
+                              headroom_min_mib=cfg.headroom_min_mib) * MiB
 
 
 def limit_for(request: int, spec: RunSpec, cfg: OperatorConfig) -> int:

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -19,7 +20,7 @@ from . import sink as sinkmod
 from .health import Heartbeat
 from .metrics import RunnerMetrics
 from .scheduler import ShardScheduler
-from .spec import RunSpec, SUITE_VERSION, shard_cases
+from .spec import RunSpec, SUITE_VERSION, memory_request_mib, shard_cases
 from .suites.workflow.case import CaseRunner
 
 log = logging.getLogger("benchpilot.execute")
@@ -71,6 +72,10 @@ async def run_shard(spec: RunSpec, shard: int, shards: int, *, fs: fsspec.Abstra
     already = len(cases) - len(todo)
     if on_loaded:
         on_loaded(len(cases), already)
+    request_env = os.environ.get("BENCHPILOT_MEMORY_REQUEST_BYTES")
+    request = int(request_env) if request_env and request_env.isdigit() else memory_request_mib(
+        spec.resources.shared_mib, spec.resources.per_worker_mib, concurrency) * 2**20
+    metrics.memory_request.labels(spec.name).inc(request)  # per shard: a local run sums its shards
     # per-process progress, scraped by the operator (sums over the shards of a local run)
     metrics.cases_planned.labels(spec.name, "total").inc(len(cases))
     metrics.cases_planned.labels(spec.name, "done").inc(already)

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 disable_created_metrics()  # no *_created series: they double the series count and nothing reads them
 
 CASE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class _RSSCollector:
+    """benchpilot_memory_rss_bytes: this process's resident memory, read at scrape time."""
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        try:
+            with open("/proc/self/statm") as fh:
+                rss = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            return
+        yield GaugeMetricFamily("benchpilot_memory_rss_bytes", "Resident memory of this runner process.", rss)
 
 
 class RunnerMetrics:
@@ -29,5 +45,8 @@ class RunnerMetrics:
                                    "Unix time of the last finished case or LLM turn.", ["run"], registry=r)
         self.rows_flushed = Counter("benchpilot_rows_flushed", "Result rows written to storage.", ["run"],
                                     registry=r)
+        self.memory_request = Gauge("benchpilot_memory_request_bytes",
+                                    "Memory this runner was sized for (the pod's request).", ["run"], registry=r)
+        r.register(_RSSCollector())
         self.cases_planned = Gauge("benchpilot_shard_cases", "Cases of this process's shards, by state.",
                                    ["run", "state"], registry=r)

@@ -512,6 +512,17 @@ def shard_cases(matrix: Matrix, shard: int, shards: int) -> list[Case]:
     return [c for p, c in enumerate(iter_cases(matrix)) if p % shards == shard]
 
 
+def memory_request_mib(shared_mib: float, per_worker_mib: float, concurrency: int, *, base_mib: float = 160.0,
+                       headroom_ratio: float = 0.2, headroom_min_mib: float = 64.0) -> int:
+    """The memory a runner pod requests (DESIGN.md): base + shared + per-worker × concurrency, plus headroom.
+
+    The shared part (the memory-mapped cache) is counted once per pod, not once per worker.
+    """
+    need = base_mib + shared_mib + per_worker_mib * concurrency
+    need += max(headroom_min_mib, headroom_ratio * need)
+    return int(-(-need // 1))
+
+
 def shard_sizes(total: int, shards: int) -> list[int]:
     """How many cases each shard holds, without expanding the matrix."""
     base, extra = divmod(total, shards)

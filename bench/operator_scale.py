@@ -43,50 +43,67 @@ def doc(name: str, ns: str, shards: int, instances: int) -> dict:
                      "sharding": {"shards": shards, "concurrencyPerShard": 4, "maxParallelShards": shards}}}
 
 
+class Stack:
+    """A fresh emulator and a fresh operator process (each phase gets its own)."""
+
+    def __init__(self, resync: str):
+        self.resync = resync
+
+    async def __aenter__(self):
+        import kmock
+
+        from tests.operator.cluster import Cluster, register
+
+        self.k = kmock.KubernetesEmulator()
+        await self.k.__aenter__()
+        self.srv = kmock.Server(self.k)
+        await self.srv.__aenter__()
+        register(self.k)
+        self.c = Cluster(self.k, str(self.srv.url))
+        env = {**os.environ, "BENCHPILOT_API_SERVER": str(self.srv.url), "BENCHPILOT_METRICS_PORT": "0",
+               "BENCHPILOT_LIVENESS_PORT": "0", "BENCHPILOT_RESYNC_SECONDS": self.resync,
+               "BENCHPILOT_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+        self.op = subprocess.Popen([sys.executable, "-m", "benchpilot_operator"], env=env, cwd=ROOT)
+        await asyncio.sleep(2)
+        return self
+
+    async def __aexit__(self, *exc):
+        self.op.terminate()
+        self.op.wait(30)
+        await self.c.close()
+        await self.srv.__aexit__(*exc)
+        await self.k.__aexit__(*exc)
+
+
 async def main() -> None:
-    import kmock
-
-    from tests.operator.cluster import Cluster, register
-
-    async with kmock.KubernetesEmulator() as k, kmock.Server(k) as srv:
-        register(k)
-        c = Cluster(k, str(srv.url))
-        env = {**os.environ, "BENCHPILOT_API_SERVER": str(srv.url), "BENCHPILOT_METRICS_PORT": "0",
-               "BENCHPILOT_LIVENESS_PORT": "0", "BENCHPILOT_RESYNC_SECONDS": "2", "BENCHPILOT_LOG_LEVEL": "WARNING",
-               "PYTHONPATH": str(ROOT)}
-        op = subprocess.Popen([sys.executable, "-m", "benchpilot_operator"], env=env, cwd=ROOT)
-        try:
-            await asyncio.sleep(2)
-            t0 = time.monotonic()
-            await c.apply_run(doc("big", "scale", 1000, 10))  # 2 × 10 × 5 × 10 = 1000 cases
-            while True:  # count in-process: listing 1,000 Jobs over HTTP would load the emulator itself
-                n = count_jobs(k, "scale")
-                if n >= 1000:
-                    break
-                if time.monotonic() - t0 > 900:
-                    raise SystemExit(f"only {n} jobs after 900 s")
-                await asyncio.sleep(0.5)
-            jobs_s = round(time.monotonic() - t0, 2)
-            print(f"1,000-shard run: all 1,000 Jobs exist {jobs_s}s after the run was created "
-                  f"(operator RSS now {vm(op.pid, 'VmRSS') / 1024:.0f} MiB)")
-            await c.delete_run("scale", "big")
-            rss_before = vm(op.pid, "VmRSS")
-            for i in range(100):
-                await c.apply_run(doc(f"r{i:03d}", f"many-{i % 10}", 4, 1))
-            t1 = time.monotonic()
-            while True:
-                counted = sum(count_jobs(k, f"many-{ns}") for ns in range(10))
-                if counted >= 400 or time.monotonic() - t1 > 300:
-                    break
-                await asyncio.sleep(0.5)
-            await asyncio.sleep(6)  # a few resync beats over all 100 runs
-            peak = vm(op.pid, "VmHWM")
-            print(f"100 runs × 4 shards: {counted} Jobs; operator RSS {vm(op.pid, 'VmRSS') / 1024:.0f} MiB, "
-                  f"peak {peak / 1024:.0f} MiB (was {rss_before / 1024:.0f} MiB before the 100 runs)")
-        finally:
-            op.terminate()
-            op.wait(30)
-            await c.close()
+    async with Stack(resync="2") as st:
+        t0 = time.monotonic()
+        await st.c.apply_run(doc("big", "scale", 1000, 10))  # 2 × 10 × 5 × 10 = 1000 cases
+        while True:  # count in-process: listing 1,000 Jobs over HTTP would load the emulator itself
+            n = count_jobs(st.k, "scale")
+            if n >= 1000:
+                break
+            if time.monotonic() - t0 > 900:
+                raise SystemExit(f"only {n} jobs after 900 s")
+            await asyncio.sleep(0.5)
+        jobs_s = round(time.monotonic() - t0, 2)
+        print(f"1,000-shard run: all 1,000 Jobs exist {jobs_s}s after the run was created "
+              f"(operator RSS {vm(st.op.pid, 'VmRSS') / 1024:.0f} MiB, peak {vm(st.op.pid, 'VmHWM') / 1024:.0f} MiB)")
+    async with Stack(resync="10") as st:
+        rss_before = vm(st.op.pid, "VmRSS")
+        t1 = time.monotonic()
+        for i in range(100):
+            await st.c.apply_run(doc(f"r{i:03d}", f"many-{i % 10}", 4, 1))
+        while True:
+            counted = sum(count_jobs(st.k, f"many-{ns}") for ns in range(10))
+            if counted >= 400 or time.monotonic() - t1 > 600:
+                break
+            await asyncio.sleep(0.5)
+        all_s = round(time.monotonic() - t1, 1)
+        await asyncio.sleep(25)  # a couple of resync beats over all 100 runs
+        peak = vm(st.op.pid, "VmHWM")
+        print(f"100 runs × 4 shards: {counted} Jobs after {all_s}s; operator RSS {vm(st.op.pid, 'VmRSS') / 1024:.0f} "
+              f"MiB, peak {peak / 1024:.0f} MiB (idle operator: {rss_before / 1024:.0f} MiB)")
     print(json.dumps({"jobs_1000_s": jobs_s, "rss_mib_100_runs": round(peak / 1024, 1)}))
 
 

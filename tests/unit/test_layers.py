@@ -1,0 +1,16 @@
+"""Layer contracts (pyproject's [tool.importlinter]): the runner never imports the operator or kopf,
+pure planning/manifests/status/spec code does no I/O, and only k8s.py talks to the API."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import ROOT
+
+
+def test_import_contracts_hold():
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    res = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "4 kept, 0 broken" in res.stdout

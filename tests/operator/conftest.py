@@ -8,9 +8,9 @@ import pytest_asyncio  # noqa: E402
 from tests.operator.cluster import Cluster, register  # noqa: E402
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(loop_scope="session")
 async def cluster():
-    """One emulated Kubernetes API for the session; tests use their own namespaces."""
+    """An emulated Kubernetes API per test (in-process and cheap): no test's runs load another's operator."""
     async with kmock.KubernetesEmulator() as k, kmock.Server(k) as srv:
         register(k)
         c = Cluster(k, str(srv.url))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -142,6 +143,9 @@ async def test_oom_killed_shard_is_recreated_bigger_then_fails_at_the_bound(clus
                 ok = js and js[0]["metadata"]["annotations"]["benchpilot.io/oom-retries"] == str(attempt)
                 return js[0] if ok else None
             job = await eventually(bigger, what=f"job re-created after OOM {attempt}")
+            await asyncio.sleep(1.0)  # several resync beats: the lingering OOMKilled pod must not count again
+            (job,) = await cluster.jobs(ns, "oom")
+            assert job["metadata"]["annotations"]["benchpilot.io/oom-retries"] == str(attempt)
             sizes.append(int(container(job)["resources"]["requests"]["memory"][:-2]))
             st = (await cluster.run(ns, "oom"))["status"]
             assert st["shardRetries"]["0"]["oomKilled"] == attempt

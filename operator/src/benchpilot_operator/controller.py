@@ -58,7 +58,7 @@ async def observe(client: KubeClient, meta: dict, n_shards: int, cfg: OperatorCo
     selector = f"{M.RUN_LABEL}={run}"
     jobs, pods = await asyncio.gather(client.list(jobs_path(ns), selector), client.list(pods_path(ns), selector))
     shards = {i: ShardObs(i) for i in range(n_shards)}
-    by_job: dict[str, int] = {}
+    by_job: dict[str, int] = {}  # job uid (or name, where a server sets no uid) -> shard
     for job in jobs:
         md = job.get("metadata") or {}
         labels = md.get("labels") or {}
@@ -71,10 +71,10 @@ async def observe(client: KubeClient, meta: dict, n_shards: int, cfg: OperatorCo
             continue
         if i in shards and md.get("name") == M.job_name(run, i):
             shards[i].job = job
-            by_job[md["name"]] = i
+            by_job[md.get("uid") or md["name"]] = i
     for pod in pods:
         md = pod.get("metadata") or {}
-        owners = [r.get("name") for r in md.get("ownerReferences") or [] if r.get("kind") == "Job"]
+        owners = [r.get("uid") or r.get("name") for r in md.get("ownerReferences") or [] if r.get("kind") == "Job"]
         i = next((by_job[o] for o in owners if o in by_job), None)
         if i is not None and (md.get("labels") or {}).get(M.RUN_LABEL) == run:
             shards[i].pods.append(pod)

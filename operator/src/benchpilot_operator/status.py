@@ -67,14 +67,16 @@ def job_state(job: dict) -> tuple[str, str, str]:
     return "pending", "Pending", ""
 
 
-def oom_killed(pods: list[dict]) -> bool:
+def oom_killed(pods: list[dict]) -> list[str]:
+    """Names of the pods whose container was OOMKilled."""
+    out = []
     for pod in pods:
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            for key in ("state", "lastState"):
-                term = (cs.get(key) or {}).get("terminated") or {}
-                if term.get("reason") == "OOMKilled":
-                    return True
-    return False
+            if any(((cs.get(key) or {}).get("terminated") or {}).get("reason") == "OOMKilled"
+                   for key in ("state", "lastState")):
+                out.append((pod.get("metadata") or {}).get("name", ""))
+                break
+    return out
 
 
 def pod_running(pods: list[dict]) -> bool:
@@ -135,7 +137,9 @@ def reconcile(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict
             # a retry was recorded but the Job not yet replaced (the operator stopped in between)
             acts.create.append(CreateJob(i, memory, rec_oom, replace=True))
             state = "pending"
-        elif state != "succeeded" and oom_killed(obs.pods):
+        elif state != "succeeded" and (new_oom := sorted(set(oom_killed(obs.pods)) - set(rec.get("oomPods", [])))):
+            # each OOMKilled pod counts once, even if it lingers after its Job was replaced
+            rec = {**rec, "oomPods": (list(rec.get("oomPods", [])) + new_oom)[-10:]}
             grown = grown_request(memory, spec, cfg)
             if grown is None or rec_oom >= cfg.max_oom_retries:
                 why = (f"OOMKilled at {fmt_mib(memory)} (maxPodMemory {fmt_mib(spec.resources.max_pod_memory_bytes)})"

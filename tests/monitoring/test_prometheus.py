@@ -73,7 +73,7 @@ def prom_query(port: int, expr: str) -> list:
 @pytest.mark.slow
 @pytest.mark.asyncio(loop_scope="session")
 async def test_every_panel_query_returns_series_from_a_real_run(tmp_path, fake_llm):
-    op_port, runner_port, prom_port = free_port(), free_port(), free_port()
+    op_port, runner_port, prom_port, live_port = free_port(), free_port(), free_port(), free_port()
     procs: list[subprocess.Popen] = []
     async with kmock.KubernetesEmulator() as k, kmock.Server(k) as srv:
         register(k)
@@ -83,7 +83,7 @@ async def test_every_panel_query_returns_series_from_a_real_run(tmp_path, fake_l
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "benchpilot_operator"], cwd=ROOT,
                 env={**os.environ, "BENCHPILOT_API_SERVER": str(srv.url), "BENCHPILOT_METRICS_PORT": str(op_port),
-                     "BENCHPILOT_LIVENESS_PORT": "0", "BENCHPILOT_RESYNC_SECONDS": "0.5"}))
+                     "BENCHPILOT_LIVENESS_PORT": str(live_port), "BENCHPILOT_RESYNC_SECONDS": "0.5"}))
             run = manifest(sharding={"shards": 2})
             run["metadata"] = {"name": "watched", "namespace": "mon"}
             await cluster.apply_run(run)
@@ -91,6 +91,8 @@ async def test_every_panel_query_returns_series_from_a_real_run(tmp_path, fake_l
             pod = await cluster.start_pod(jobs[0])
             await cluster.oom_kill(jobs[0], pod)
             await eventually(lambda: _retried(cluster), timeout=30, what="OOM retry recorded")
+            with urllib.request.urlopen(f"http://127.0.0.1:{live_port}/healthz", timeout=5) as r:
+                assert r.status == 200, "the operator's liveness endpoint"
 
             # a real local sweep with simulated and endpoint models, serving /metrics
             doc = manifest(sharding={"shards": 2, "concurrencyPerShard": 2},

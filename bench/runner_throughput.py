@@ -3,8 +3,10 @@
 A local OpenAI-compatible server (tests/servers/fake_llm.py, its own process) answers every
 request after exactly L = 0.5 s. A shard with concurrency c then cannot do better than c / L
 cases per second (one request per case). For c = 64, 256, 1024, each in a fresh process, this
-prints the measured throughput divided by that bound, and the peak RSS; RSS growth per
-in-flight case is the slope of peak RSS over c. Figures, not a pass/fail test.
+runs one untimed warm-up round (c cases: the connection pool opens), then times 8 rounds (8c
+cases) and prints the throughput divided by that bound, and the peak RSS; RSS growth per
+in-flight case is the slope of peak RSS over c. The server runs in its own process on the same
+2 cores. Figures, not a pass/fail test.
 
 Last line: {"ratio_c64": …, "ratio_c256": …, "ratio_c1024": …, "rss_kb_per_inflight": …}
 """
@@ -45,7 +47,7 @@ async def child(concurrency: int, base_url: str) -> dict:
     from benchpilot_runner.sink import ShardSink
     from benchpilot_runner.suites.workflow.case import CaseRunner
 
-    n_cases = concurrency * ROUNDS
+    n_cases = concurrency * (ROUNDS + 1)  # one untimed warm-up round opens the connection pool
     per_instance = len(S.PROMPT_TYPES) * len(S.TASK_TYPES) * len(S.DIFFICULTIES)
     doc = {"apiVersion": "benchpilot.io/v1alpha1", "kind": "BenchmarkRun", "metadata": {"name": "bench"},
            "spec": {"matrix": {"models": [f"openai/fixed-{LATENCY_MS}"], "promptTypes": list(S.PROMPT_TYPES),
@@ -71,6 +73,8 @@ async def child(concurrency: int, base_url: str) -> dict:
             await asyncio.sleep(0.05)
 
     sampler = asyncio.create_task(sample())
+    await sched.run(cases[:concurrency], asyncio.Event())  # warm-up: connections open, code paths hot
+    cases = cases[concurrency:]
     t0 = time.monotonic()
     await sched.run(cases, asyncio.Event())
     elapsed = time.monotonic() - t0

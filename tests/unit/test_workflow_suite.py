@@ -24,7 +24,7 @@ def task(task_type="data_pipeline", difficulty="medium", instance=0, seed=1234):
 def test_registry_has_about_thirty_typed_tools():
     assert len(TOOLS) == 30
     for t in TOOLS:
-        schema = t.openai_schema()["function"]
+        schema = t.openai_schema["function"]
         assert schema["parameters"]["required"] == [p.name for p in t.params if p.required]
         assert all(p.type in ("string", "integer", "number", "boolean", "array") for p in t.params)
 

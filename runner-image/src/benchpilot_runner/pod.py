@@ -19,7 +19,7 @@ from .execute import finish_run, local_uid, retrieval_kind, run_shard
 from .health import Heartbeat, serve
 from .metrics import RunnerMetrics
 from .models import build_client
-from .spec import CONFIG_ERROR_EXIT, RunSpec, SpecError, from_resolved, load_manifest_text
+from .spec import CONFIG_ERROR_EXIT, RunSpec, SpecError, from_resolved, load_manifest_text, read_text
 from .suites.workflow.case import CaseRunner
 
 log = logging.getLogger("benchpilot.pod")
@@ -66,11 +66,7 @@ def pod_config(env: dict, spec_path: str | None = None) -> PodConfig:
 
 def load_spec_file(path: str) -> RunSpec:
     """The resolved spec the operator mounts (JSON), or a plain manifest (YAML/JSON)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise SpecError(path, f"cannot be read: {exc.strerror or exc}") from None
+    text = read_text(path)
     try:
         data = json.loads(text)
     except ValueError:

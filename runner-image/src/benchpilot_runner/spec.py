@@ -452,13 +452,17 @@ def load_manifest_text(text: str, *, source: str = "manifest") -> RunSpec:
     return parse_manifest(runs[0])
 
 
-def load_manifest(path: str) -> RunSpec:
+def read_text(path: str) -> str:
+    """A manifest or spec file's text; an unreadable file is a SpecError naming it."""
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+            return fh.read()
     except OSError as exc:
         raise SpecError(path, f"cannot be read: {exc.strerror or exc}") from None
-    return load_manifest_text(text, source=path)
+
+
+def load_manifest(path: str) -> RunSpec:
+    return load_manifest_text(read_text(path), source=path)
 
 
 # ----------------------------------------------------------------------------- cases and shards

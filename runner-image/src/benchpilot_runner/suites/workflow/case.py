@@ -15,6 +15,7 @@ from .sim import SimSession
 from .tools import ToolEnv
 
 MAX_EXTRA_TURNS = 6
+TASK_CACHE = 4096  # tasks kept per runner (bounded: a shard's cells repeat across models and prompts)
 TIMEOUT_ROW_FIELDS = ("turns", "tool_calls", "prompt_tokens", "completion_tokens")
 
 
@@ -43,9 +44,18 @@ class CaseRunner:
         self.client = client
         self.on_progress = on_progress or (lambda: None)
         self._sleep = sleep
+        self._tasks: dict[tuple, generator.Task] = {}
 
     def task_for(self, case: Case) -> generator.Task:
-        return generator.generate(case.task_type, case.difficulty, case.instance, retriever=self.retriever)
+        """The cell's task; generated once and shared by every model and prompt type of the cell."""
+        key = (case.task_type, case.difficulty, case.instance, id(self.retriever))
+        task = self._tasks.get(key)
+        if task is None:
+            if len(self._tasks) >= TASK_CACHE:
+                self._tasks.pop(next(iter(self._tasks)))
+            task = self._tasks[key] = generator.generate(case.task_type, case.difficulty, case.instance,
+                                                         retriever=self.retriever)
+        return task
 
     async def run(self, case: Case, progress: CaseProgress) -> dict:
         """The result fields of one case (status, score, errors, counters); never raises LLM errors."""
@@ -54,7 +64,7 @@ class CaseRunner:
         shown = flaws.inject(case.prompt_type, task.steps,
                              generator.task_seed(case.task_type, case.difficulty, case.instance))
         messages = prompts.build_messages(task, case.prompt_type, shown)
-        tools = [BY_NAME[name].openai_schema() for name in task.offered]
+        tools = [BY_NAME[name].openai_schema for name in task.offered]
         env = ToolEnv(task, self.spec.matrix.tool_success_rate, case.seed)
         chat = self._session(case, task, shown)
         error: LLMError | None = None

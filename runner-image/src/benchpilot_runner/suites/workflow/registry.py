@@ -6,6 +6,7 @@ artefact a tool makes or needs, which is what the generator chains workflows on.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 
@@ -27,8 +28,9 @@ class Tool:
     consumes: str | None  # artefact kind it needs as input ("" for none)
     produces: str | None
 
+    @functools.cached_property
     def openai_schema(self) -> dict:
-        """The tool as an OpenAI chat-completions ``tools`` entry."""
+        """The tool as an OpenAI chat-completions ``tools`` entry (built once; do not mutate)."""
         props = {}
         for p in self.params:
             prop: dict = {"type": p.type, "description": p.description}

@@ -55,7 +55,7 @@ class OperatorConfig:
         env = dict(os.environ if env is None else env)
         values = {}
         for f in fields(cls):
-            doc_env = _ENV[f.name]
+            doc_env = env_name(f.name)
             if doc_env in env and env[doc_env] != "":
                 raw = env[doc_env]
                 typ = type(getattr(cls, f.name))
@@ -66,15 +66,10 @@ class OperatorConfig:
         return cls(**values)
 
 
-_ENV = {
-    "image": "BENCHPILOT_RUNNER_IMAGE", "image_pull_policy": "BENCHPILOT_IMAGE_PULL_POLICY",
-    "namespace": "BENCHPILOT_WATCH_NAMESPACE", "resync_seconds": "BENCHPILOT_RESYNC_SECONDS",
-    "metrics_port": "BENCHPILOT_METRICS_PORT", "liveness_port": "BENCHPILOT_LIVENESS_PORT",
-    "base_mib": "BENCHPILOT_BASE_MIB", "headroom_ratio": "BENCHPILOT_HEADROOM_RATIO",
-    "headroom_min_mib": "BENCHPILOT_HEADROOM_MIN_MIB", "limit_factor": "BENCHPILOT_LIMIT_FACTOR",
-    "oom_memory_factor": "BENCHPILOT_OOM_MEMORY_FACTOR", "max_oom_retries": "BENCHPILOT_MAX_OOM_RETRIES",
-    "cpu_request": "BENCHPILOT_CPU_REQUEST", "runner_service_account": "BENCHPILOT_RUNNER_SERVICE_ACCOUNT",
-    "startup_seconds": "BENCHPILOT_STARTUP_SECONDS", "runner_port": "BENCHPILOT_RUNNER_PORT",
-    "scrape_timeout_s": "BENCHPILOT_SCRAPE_TIMEOUT_SECONDS", "api_concurrency": "BENCHPILOT_API_CONCURRENCY",
-    "api_server": "BENCHPILOT_API_SERVER", "log_level": "BENCHPILOT_LOG_LEVEL",
-}
+# Every field is read from BENCHPILOT_<FIELD NAME>, but for these three.
+_ENV_EXCEPTIONS = {"image": "BENCHPILOT_RUNNER_IMAGE", "namespace": "BENCHPILOT_WATCH_NAMESPACE",
+                   "scrape_timeout_s": "BENCHPILOT_SCRAPE_TIMEOUT_SECONDS"}
+
+
+def env_name(field_name: str) -> str:
+    return _ENV_EXCEPTIONS.get(field_name, "BENCHPILOT_" + field_name.upper())

@@ -15,10 +15,10 @@ from benchpilot_runner.spec import SpecError, parse_manifest
 
 from . import manifests as M
 from .config import OperatorConfig
-from .k8s import APIError, KubeClient, build_event, configmaps_path, events_path, jobs_path, pods_path, runs_path
+from .k8s import KubeClient, build_event, configmaps_path, events_path, jobs_path, pods_path, runs_path
 from .metrics import OperatorMetrics
-from .plan import PlanError, plan_run
-from .status import ShardObs, _now, invalid_status, pod_running, reconcile
+from .plan import PlanError, limit_for, plan_run
+from .status import ShardObs, invalid_status, pod_running, reconcile, utc_now
 
 log = logging.getLogger("benchpilot.controller")
 
@@ -78,7 +78,7 @@ async def observe(client: KubeClient, meta: dict, n_shards: int, cfg: OperatorCo
         i = next((by_job[o] for o in owners if o in by_job), None)
         if i is not None and (md.get("labels") or {}).get(M.RUN_LABEL) == run:
             shards[i].pods.append(pod)
-    running = [(i, p) for i, s in shards.items() for p in s.pods if pod_running([p])]
+    running = [(i, p) for i, s in shards.items() for p in s.pods if pod_running(p)]
     if running:
         results = await asyncio.gather(*(scrape_progress(client, p, cfg) for _, p in running))
         for (i, _), (done, failed) in zip(running, results):
@@ -89,7 +89,7 @@ async def observe(client: KubeClient, meta: dict, n_shards: int, cfg: OperatorCo
 
 
 async def post_events(client: KubeClient, body: dict, events: list[tuple[str, str, str]]) -> None:
-    now = _now()
+    now = utc_now()
     for type_, reason, message in events:
         try:
             await client.create(events_path(body["metadata"]["namespace"]), build_event(body, type_, reason, message, now))
@@ -129,18 +129,12 @@ async def reconcile_run(body: dict, client: KubeClient, cfg: OperatorConfig, met
         sp = plan.shards[c.index]
         if c.replace:
             await client.delete(f"{jobs_path(ns)}/{M.job_name(meta['name'], c.index)}")
-        limit = max(c.request_bytes, min(int(c.request_bytes * cfg.limit_factor),
-                                         spec.resources.max_pod_memory_bytes))
         job = M.build_job(meta, spec, c.index, concurrency=sp.concurrency, request_bytes=c.request_bytes,
-                          limit_bytes=limit, cfg=cfg, oom_retries=c.oom_retries, suspend=spec.suspend)
-        for attempt in range(20):
-            try:
-                await client.create(jobs_path(ns), job)
-                return
-            except APIError as exc:  # a replaced Job may still be terminating
-                if exc.status != 409 or not c.replace:
-                    raise
-                await asyncio.sleep(min(2.0, 0.1 * (attempt + 1)))
+                          limit_bytes=limit_for(c.request_bytes, spec, cfg), cfg=cfg, oom_retries=c.oom_retries,
+                          suspend=spec.suspend)
+        # A replaced Job may still be terminating (409): the next pass sees the shard missing and creates
+        # it with the memory recorded in status.shardRetries.
+        await client.create(jobs_path(ns), job)
 
     async def set_suspend(i: int, value: bool) -> None:
         await client.merge_patch(f"{jobs_path(ns)}/{M.job_name(meta['name'], i)}", {"spec": {"suspend": value}})

@@ -79,8 +79,8 @@ def oom_killed(pods: list[dict]) -> list[str]:
     return out
 
 
-def pod_running(pods: list[dict]) -> bool:
-    return any((p.get("status") or {}).get("phase") == "Running" for p in pods)
+def pod_running(pod: dict) -> bool:
+    return (pod.get("status") or {}).get("phase") == "Running"
 
 
 def _condition(prev: list[dict], type_: str, status: bool, reason: str, message: str, now: str) -> dict:
@@ -91,13 +91,13 @@ def _condition(prev: list[dict], type_: str, status: bool, reason: str, message:
             "lastTransitionTime": now if changed else old.get("lastTransitionTime", now)}
 
 
-def _now() -> str:
+def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def invalid_status(prev: dict, reason: str, message: str, generation: int | None) -> tuple[dict, list]:
     """The status of a run that cannot start (bad spec, does not fit): Failed with a condition."""
-    now = _now()
+    now = utc_now()
     conds = prev.get("conditions") or []
     status = {"phase": "Failed", "observedGeneration": generation,
               "conditions": [_condition(conds, "Ready", False, reason, message, now),
@@ -113,7 +113,7 @@ def _same_condition(conds: list[dict], type_: str, status: str, reason: str, mes
 
 def reconcile(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict, cfg: OperatorConfig, *,
               generation: int | None, results_uri: str, now: str | None = None) -> tuple[dict, Actions]:
-    now = now or _now()
+    now = now or utc_now()
     acts = Actions()
     retries: dict[str, dict] = {k: dict(v) for k, v in (prev.get("shardRetries") or {}).items()}
     states: dict[int, tuple[str, str, str]] = {}

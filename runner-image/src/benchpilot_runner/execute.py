@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import fsspec
 
@@ -61,17 +61,15 @@ async def run_shard(spec: RunSpec, shard: int, shards: int, *, fs: fsspec.Abstra
                     runner: CaseRunner, metrics: RunnerMetrics, heartbeat: Heartbeat, stop: asyncio.Event,
                     concurrency: int, skip: set[str] | frozenset = frozenset(),
                     on_case_done: Callable[[dict], None] | None = None,
-                    on_loaded: Callable[[int, int], None] | None = None) -> ShardResult:
+                    known_parts: Mapping[str, list[str]] | None = None) -> ShardResult:
     cases = shard_cases(spec.matrix, shard, shards)
     sink = sinkmod.ShardSink(fs, run_dir, shard, flush_rows=spec.output.flush_every_rows,
                              flush_s=spec.output.flush_every_s,
                              on_flushed=lambda n: (metrics.rows_flushed.labels(spec.name).inc(n), heartbeat.beat()))
-    done = await asyncio.to_thread(sink.load_existing)
+    done = await asyncio.to_thread(sink.load_existing, known_parts)
     done |= set(skip)
     todo = [c for c in cases if c.case_id not in done]
     already = len(cases) - len(todo)
-    if on_loaded:
-        on_loaded(len(cases), already)
     request_env = os.environ.get("BENCHPILOT_MEMORY_REQUEST_BYTES")
     request = int(request_env) if request_env and request_env.isdigit() else memory_request_mib(
         spec.resources.shared_mib, spec.resources.per_worker_mib, concurrency) * 2**20

@@ -56,19 +56,6 @@ class Progress:
             self._bar.stop()
 
 
-def _scan_done(fs, run_dir: str) -> set[str]:
-    """Case ids in every part of the run, whatever shard wrote them (the shard count may have changed)."""
-    done: set[str] = set()
-    if not fs.exists(run_dir):
-        return done
-    for part in sorted(p for p in fs.find(run_dir) if sinkmod.PART_RE.match(p.rsplit("/", 1)[-1])):
-        try:
-            done.update(sinkmod.read_case_ids(fs, part))
-        except Exception as exc:  # noqa: BLE001 - its cases simply run again
-            log.warning("unreadable part skipped", extra={"part": part, "error": str(exc)})
-    return done
-
-
 async def run_local(spec: RunSpec, *, output: str | None = None, shards: int | None = None,
                     metrics_port: int | None = None, show_progress: bool = True,
                     retriever=None) -> int:
@@ -86,7 +73,8 @@ async def run_local(spec: RunSpec, *, output: str | None = None, shards: int | N
                           on_beat=lambda ts: metrics.last_progress.labels(spec.name).set(ts))
     client, closer = build_client(spec, metrics, heartbeat)
     runner = CaseRunner(spec, retriever=retriever, client=client, on_progress=heartbeat.beat)
-    done_before = await asyncio.to_thread(_scan_done, fs, run_dir)
+    known_parts = await asyncio.to_thread(sinkmod.read_run_parts, fs, run_dir)  # each part read once
+    done_before = set().union(*known_parts.values())
     total = spec.total_cases
     all_ids = {c.case_id for c in iter_cases(spec.matrix)}
     progress = Progress(total, enabled=show_progress)
@@ -114,7 +102,8 @@ async def run_local(spec: RunSpec, *, output: str | None = None, shards: int | N
         results = await asyncio.gather(*(
             run_shard(spec, i, spec.sharding.shards, fs=fs, run_dir=run_dir, runner=runner, metrics=metrics,
                       heartbeat=heartbeat, stop=stop, concurrency=spec.sharding.concurrency_per_shard,
-                      skip=done_before, on_case_done=lambda row: progress.advance(1, row["status"]))
+                      skip=done_before, known_parts=known_parts,
+                      on_case_done=lambda row: progress.advance(1, row["status"]))
             for i in range(spec.sharding.shards)))
     finally:
         heartbeat.busy = False

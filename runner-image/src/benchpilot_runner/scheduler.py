@@ -13,7 +13,6 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from .health import Heartbeat
@@ -23,16 +22,6 @@ from .spec import Case, RunSpec
 from .suites.workflow.case import CaseProgress, CaseRunner
 
 log = logging.getLogger("benchpilot.scheduler")
-
-
-@dataclass
-class ShardOutcome:
-    shard: int
-    planned: int
-    skipped: int
-    ran: int
-    complete: bool
-    counts: dict
 
 
 def _utc(ts: float) -> dt.datetime:

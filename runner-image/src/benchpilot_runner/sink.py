@@ -25,7 +25,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, Mapping
 
 import fsspec
 import pyarrow as pa
@@ -123,6 +123,32 @@ def read_case_ids(fs: fsspec.AbstractFileSystem, part: str) -> list[str]:
         return pq.read_table(fh, columns=["case_id"]).column("case_id").to_pylist()
 
 
+def read_parts(fs: fsspec.AbstractFileSystem, parts: Iterable[str],
+               known: Mapping[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """The case ids of each readable part, taken from ``known`` where the caller has read it already.
+
+    An unreadable part is logged and left out: its cases run again.
+    """
+    out: dict[str, list[str]] = {}
+    for part in parts:
+        if known is not None and part in known:
+            out[part] = known[part]
+            continue
+        try:
+            out[part] = read_case_ids(fs, part)
+        except Exception as exc:  # noqa: BLE001 - an unreadable part: its cases run again
+            log.warning("unreadable part skipped; its cases will run again",
+                        extra={"part": part, "error": f"{type(exc).__name__}: {exc}"})
+    return out
+
+
+def read_run_parts(fs: fsspec.AbstractFileSystem, run_dir: str) -> dict[str, list[str]]:
+    """The case ids of every part of a run, whatever shard wrote them (the shard count may have changed)."""
+    if not fs.exists(run_dir):
+        return {}
+    return read_parts(fs, sorted(p for p in fs.find(run_dir) if PART_RE.match(p.rsplit("/", 1)[-1])))
+
+
 @dataclass
 class SinkStats:
     parts: list[str] = field(default_factory=list)
@@ -152,17 +178,16 @@ class ShardSink:
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------------ resume
-    def load_existing(self) -> set[str]:
-        """Read the case ids already written for this shard and choose this attempt's number."""
+    def load_existing(self, known: Mapping[str, list[str]] | None = None) -> set[str]:
+        """Read the case ids already written for this shard and choose this attempt's number.
+
+        ``known`` holds parts the caller has read already (a local run reads the whole run first).
+        """
         parts = list_parts(self.fs, self.dir)
         attempts = [int(PART_RE.match(p.rsplit("/", 1)[-1]).group(1)) for p in parts]
         self.attempt = max(attempts, default=0) + 1
-        for part in parts:
-            try:
-                self.done.update(read_case_ids(self.fs, part))
-            except Exception as exc:  # noqa: BLE001 - an unreadable part: its cases run again
-                log.warning("unreadable part skipped; its cases will run again",
-                            extra={"part": part, "error": f"{type(exc).__name__}: {exc}"})
+        for ids in read_parts(self.fs, parts, known).values():
+            self.done.update(ids)
         self.stats.parts = [p.rsplit("/", 1)[-1] for p in parts]
         return set(self.done)
 

@@ -42,7 +42,7 @@ async def child(concurrency: int, base_url: str) -> dict:
     from benchpilot_runner import spec as S
     from benchpilot_runner.health import Heartbeat
     from benchpilot_runner.metrics import RunnerMetrics
-    from benchpilot_runner.models import build_client
+    from benchpilot_runner.models import build_clients
     from benchpilot_runner.scheduler import ShardScheduler
     from benchpilot_runner.sink import ShardSink
     from benchpilot_runner.suites.workflow.case import CaseRunner
@@ -60,8 +60,8 @@ async def child(concurrency: int, base_url: str) -> dict:
     cases = S.expand(spec.matrix)[:n_cases]
     metrics = RunnerMetrics()
     hb = Heartbeat(120)
-    client, close = build_client(spec, metrics, hb, concurrency=concurrency)
-    runner = CaseRunner(spec, client=client, on_progress=hb.beat)
+    endpoints = build_clients(spec, metrics, hb, concurrency=concurrency)
+    runner = CaseRunner(spec, endpoints=endpoints, on_progress=hb.beat)
     sink = ShardSink(fsspec.filesystem("memory"), "/bench", 0, flush_rows=10**6, flush_s=10**6)
     sched = ShardScheduler(spec, 0, runner, sink, concurrency=concurrency, metrics=metrics, heartbeat=hb)
     base_rss = rss_kb()
@@ -79,7 +79,7 @@ async def child(concurrency: int, base_url: str) -> dict:
     await sched.run(cases, asyncio.Event())
     elapsed = time.monotonic() - t0
     sampler.cancel()
-    await close()
+    await endpoints.close()
     statuses = {}
     for r in sink.buffer:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from benchpilot_runner import manifest as L
 from benchpilot_runner import spec as S
 from tests.helpers import BENCHPILOT, EXAMPLES, ROOT, manifest, run_cli, wait_for, write_manifest
 
@@ -73,7 +74,7 @@ def _slow_manifest(tmp_path: Path, name: str) -> Path:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_interrupted_sweep_resumes_exactly_once(tmp_path, sig):
     path = _slow_manifest(tmp_path, "resume")
-    total = S.load_manifest(str(path)).total_cases  # 120
+    total = L.load_manifest(str(path)).total_cases  # 120
     out = tmp_path / "out"
     proc = subprocess.Popen([*BENCHPILOT, "run", str(path), "--output", str(out)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -97,7 +98,7 @@ def test_interrupted_sweep_resumes_exactly_once(tmp_path, sig):
     assert f"{total - len(before)} cases run now, {len(before)} were already done" in again.stderr
     after = ids_in(parts_under(out))
     assert Counter(after).most_common(1)[0][1] == 1, "no case id written twice"
-    assert set(after) == {c.case_id for c in S.expand(S.load_manifest(str(path)).matrix)}
+    assert set(after) == {c.case_id for c in S.expand(L.load_manifest(str(path)).matrix)}
     # the second run wrote only new parts (attempt 2) and never a case that attempt 1 had written
     second = [p for p in parts_under(out) if p.name.startswith("part-00002-")]
     assert second and not set(ids_in(second)) & set(before)
@@ -108,7 +109,7 @@ def test_interrupted_sweep_resumes_exactly_once(tmp_path, sig):
 def test_rerun_with_other_shard_count_runs_only_the_missing(tmp_path):
     path = _slow_manifest(tmp_path, "reshard")
     out = tmp_path / "out"
-    doc_small = S.load_manifest(str(path))
+    doc_small = L.load_manifest(str(path))
     first = run_cli("run", str(path), "--output", str(out), "--shards", "3", "--no-progress")
     assert first.returncode == 0, first.stderr[-1500:]
     second = run_cli("run", str(path), "--output", str(out), "--shards", "5", "--no-progress")
@@ -166,7 +167,7 @@ def test_report_dedupes_a_part_written_twice(tmp_path):
     copy = part.with_name("part-00009-00000.parquet")
     copy.write_bytes(part.read_bytes())
     summary = report_json(str(out))
-    n = S.load_manifest(str(path)).total_cases
+    n = L.load_manifest(str(path)).total_cases
     assert summary["total"] == summary["distinct_case_ids"] == n
     assert summary["duplicate_rows_dropped"] == pq.read_metadata(part).num_rows > 0
     os.remove(copy)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 import dataclasses
 import time
 import uuid
@@ -121,6 +122,12 @@ class Cluster:
     async def fail(self, job: dict, reason: str, message: str = "") -> None:
         await self.job_status(job, {"active": 0, "failed": 1, "conditions": [
             {"type": "Failed", "status": "True", "reason": reason, "message": message}]})
+
+    async def terminate(self, pod: dict, exit_code: int, message: dict) -> None:
+        """Play the kubelet: the runner exited with ``exit_code`` and wrote ``message`` to its termination log."""
+        await self.pod_status(pod, {"phase": "Succeeded" if exit_code == 0 else "Failed", "containerStatuses": [
+            {"name": "runner", "state": {"terminated": {"exitCode": exit_code, "finishedAt": "2026-01-01T00:01:00Z",
+                                                        "message": json.dumps(message)}}}]})
 
     async def oom_kill(self, job: dict, pod: dict) -> None:
         await self.pod_status(pod, {"phase": "Failed", "containerStatuses": [{"name": "runner", "state": {

@@ -94,7 +94,7 @@ async def test_run_becomes_sized_jobs_and_succeeds(cluster):
                                                          "values": [2]}} in rules
         (cm,) = [c for c in await cluster.configmaps(ns) if c["metadata"]["name"] == "sweep-spec"]
         resolved = json.loads(cm["data"]["run.json"])
-        assert resolved["uid"] == uid and resolved["sharding"]["shards"] == 3
+        assert resolved["metadata"]["uid"] == uid and resolved["spec"]["sharding"]["shards"] == 3
         assert S.from_resolved(resolved).total_cases == st["cases"]["total"] == S.parse_manifest(doc).total_cases
 
         pods = [await cluster.start_pod(j) for j in jobs]
@@ -255,7 +255,8 @@ async def test_failed_shards_give_partial_success_or_failure(cluster):
             jobs = await jobs_count(cluster, ns, name, 2)
             await cluster.fail(jobs[0], "DeadlineExceeded", "Job was active longer than specified deadline")
             await cluster.complete(jobs[1])
-        st = await status_of(cluster, ns, "part", phase="Succeeded")
+        # never "Succeeded" with a failed shard; Complete says every shard ran (partial policy)
+        st = await status_of(cluster, ns, "part", phase="Failed")
         complete = next(c for c in st["conditions"] if c["type"] == "Complete")
         assert complete["reason"] == "PartiallySucceeded" and "s0: DeadlineExceeded" in complete["message"]
         assert st["failedShards"] == [{"index": 0, "reason": "DeadlineExceeded",
@@ -343,3 +344,95 @@ async def test_progress_is_scraped_from_real_runner_pods(cluster, tmp_path):
 
     summary = report.summarize(report.load(st["results"]["uri"]))
     assert summary["total"] == summary["distinct_case_ids"] == total
+
+
+def _share_env(job: dict) -> float | None:
+    env = {e["name"]: e.get("value") for e in container(job).get("env", [])}
+    return float(env["BENCHPILOT_LIMIT_SHARE"]) if "BENCHPILOT_LIMIT_SHARE" in env else None
+
+
+async def test_limit_shares_never_sum_above_the_limit_as_shards_start_and_finish(cluster):
+    ns = ns_()
+    doc = run_doc("shares", ns, sharding={"shards": 4, "maxParallelShards": 2},
+                  endpoints=[{"name": "api", "baseURL": "http://llm:8000/v1",
+                              "limits": {"requestsPerMinute": 600, "tokensPerMinute": 100000}}])
+    doc["spec"]["matrix"]["models"] = [{"name": "m", "endpoint": "api"}]
+    seen: list[dict] = []
+
+    async def shares_are(expected: dict):
+        async def check():
+            st = (await cluster.run(ns, "shares")).get("status") or {}
+            got = {k: round(v, 4) for k, v in (st.get("limitShares") or {}).items()}
+            seen.append(got)
+            return got if got == expected else None
+        return await eventually(check, what=f"limitShares {expected}")
+
+    async with operator(cluster.url):
+        await cluster.apply_run(doc)
+        jobs = await jobs_count(cluster, ns, "shares", 2)
+        await shares_are({"0": 0.5, "1": 0.5})
+        assert [_share_env(j) for j in jobs] == [0.5, 0.5]
+        (cm,) = [c for c in await cluster.configmaps(ns) if c["metadata"]["name"] == "shares-shares"]
+        body = json.loads(cm["data"]["shares.json"])
+        assert body["shards"] == {"0": 0.5, "1": 0.5}
+        assert body["endpoints"]["api"]["0"]["requestsPerMinute"] == pytest.approx(300, rel=1e-4)
+        pod_spec = jobs[0]["spec"]["template"]["spec"]
+        assert {"name": "shares", "configMap": {"name": "shares-shares", "optional": True}} in pod_spec["volumes"]
+
+        await cluster.complete(jobs[0])  # shard 0 ends: shard 2 starts with what it freed
+        jobs = await jobs_count(cluster, ns, "shares", 3)
+        await shares_are({"1": 0.5, "2": 0.5})
+        assert _share_env(jobs[2]) == 0.5
+        await cluster.complete(jobs[1])  # shard 1 ends: shard 3 starts; nothing is left to start
+        jobs = await jobs_count(cluster, ns, "shares", 4)
+        await shares_are({"2": 0.5, "3": 0.5})
+        await cluster.complete(jobs[2])  # the tail: the last shard gets the whole limit
+        await shares_are({"3": 1.0})
+        (cm,) = [c for c in await cluster.configmaps(ns) if c["metadata"]["name"] == "shares-shares"]
+        assert json.loads(cm["data"]["shares.json"])["shards"] == {"3": 1.0}
+    assert seen and all(sum(s.values()) <= 1.0 + 1e-6 for s in seen), "never above the limit"
+
+
+async def test_budget_stop_is_a_condition_and_raising_the_budget_resumes(cluster):
+    ns = ns_()
+    doc = run_doc("budget", ns, sharding={"shards": 2}, budget={"maxCostUSD": 1.0},
+                  endpoint={"baseURL": "http://llm:8000/v1"})
+    doc["spec"]["matrix"]["models"] = [{"name": "paid", "price": {"inputPerMillionTokens": 5}}]
+    async with operator(cluster.url):
+        await cluster.apply_run(doc)
+        jobs = await jobs_count(cluster, ns, "budget", 2)
+        for job in jobs:
+            pod = await cluster.start_pod(job)
+            await cluster.terminate(pod, 0, {"reason": "BudgetExhausted", "done": 3, "failed": 0,
+                                             "message": "this shard's share (0.5) of the budget is spent"})
+            await cluster.complete(job)
+        st = await status_of(cluster, ns, "budget", phase="Succeeded")
+        complete = next(c for c in st["conditions"] if c["type"] == "Complete")
+        assert complete["reason"] == "BudgetExhausted" and "raise spec.budget" in complete["message"]
+        assert st["cases"]["completed"] == 6 < st["cases"]["total"]
+        posts = cluster.posts("/jobs")
+        await cluster.patch_run(ns, "budget", {"spec": {"budget": {"maxCostUSD": 5.0}}})
+
+        async def replaced():  # new Jobs: created again, with no Complete condition yet
+            js = await cluster.jobs(ns, "budget")
+            fresh = len(js) == 2 and not any((j.get("status") or {}).get("conditions") for j in js)
+            return js if fresh and cluster.posts("/jobs") >= posts + 2 else None
+        await eventually(replaced, what="the budget-stopped shards re-created")
+        await status_of(cluster, ns, "budget", phase="Pending")
+
+
+async def test_a_shard_that_exits_3_names_its_unfinished_cases(cluster):
+    ns = ns_()
+    async with operator(cluster.url):
+        await cluster.apply_run(run_doc("unfinished", ns, sharding={"shards": 1}))
+        (job,) = await jobs_count(cluster, ns, "unfinished", 1)
+        pod = await cluster.start_pod(job)
+        await cluster.terminate(pod, 3, {"reason": "CasesUnfinished", "done": 5, "failed": 3,
+                                         "message": "3 cases ended without a final outcome; "
+                                                    "key sk-leakedsecret0123456789 echoed"})
+        await cluster.fail(job, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+        st = await status_of(cluster, ns, "unfinished", phase="Failed")
+        (f,) = st["failedShards"]
+        assert f["reason"] == "CasesUnfinished" and "3 cases ended without a final outcome" in f["message"]
+        assert "sk-leakedsecret" not in json.dumps(st), "no secret in status"
+        assert st["cases"]["failed"] == 3 and st["cases"]["completed"] == 5

@@ -9,9 +9,21 @@ The requested model name picks the behaviour, so one server serves every test of
 - ``hang``: never answers;
 - ``flaky429`` / ``flaky500``: the first attempt of every turn fails with 429 (Retry-After: 1) or 500;
 - ``garbage``: always a malformed body; ``garbage-once``: malformed on the first attempt of a turn;
-- ``auth``: 401 unless ``Authorization: Bearer <FAKE_LLM_KEY>``.
+- ``auth``: 401 unless ``Authorization: Bearer <FAKE_LLM_KEY>``;
+- ``echo401``: 401 with a body that echoes the request's headers (Authorization included), as some
+  servers do;
+- ``window-<s>``: 429 to everything for the first ``s`` seconds after its first request, the wait
+  given only in LiteLLM's ``llm_provider-retry-after`` header; then answers;
+- ``badshape-once``: on the first attempt of a turn a 200 whose ``tool_calls`` is not a list and
+  whose ``usage.prompt_tokens`` is ``"lots"``;
+- ``priced``: like ``follow``, with usage of 1000 prompt and 100 completion tokens per answer.
 
-Run it alone with ``python -m tests.servers.fake_llm --port N``.
+Several endpoints: ``/<prefix>/v1/chat/completions`` is the same server under another name; every
+request is logged as (time, prefix, model) in ``requests_log``. ``limit(prefix, n, window_s)``
+makes an endpoint enforce at most ``n`` requests per sliding window, answering 429 with
+``Retry-After`` above it, as a provider's per-minute limit does.
+
+Run it alone with ``python -m tests.servers.fake_llm --port N [--limit N --window S]``.
 """
 
 from __future__ import annotations
@@ -86,6 +98,27 @@ class FakeLLM:
         self.requests: Counter = Counter()
         self.auth_headers: list[str] = []
         self._attempts: Counter = Counter()
+        self._first_seen: dict[str, float] = {}
+        self.requests_log: list[tuple[float, str, str]] = []
+        self.limits: dict[str, tuple[int, float]] = {}
+        self.throttled: Counter = Counter()
+        self._recent: dict[str, list[float]] = {}
+
+    def limit(self, prefix: str, n: int, window_s: float) -> None:
+        self.limits[prefix] = (n, window_s)
+        self._recent[prefix] = []
+
+    def _over_limit(self, prefix: str, now: float) -> float | None:
+        """Seconds until a slot frees, when ``prefix`` is at its limit; else None (and the request counts)."""
+        if prefix not in self.limits:
+            return None
+        n, window = self.limits[prefix]
+        recent = [t for t in self._recent[prefix] if now - t < window]
+        self._recent[prefix] = recent
+        if len(recent) >= n:
+            return max(0.01, window - (now - recent[0]))
+        recent.append(now)
+        return None
 
     def _first_attempt(self, model: str, messages: list[dict]) -> bool:
         key = hashlib.sha1(json.dumps([model, messages], sort_keys=True).encode()).hexdigest()
@@ -97,6 +130,13 @@ class FakeLLM:
         model = str(body.get("model", ""))
         messages, tools = body.get("messages") or [], body.get("tools") or []
         self.requests[model] += 1
+        prefix = request.match_info.get("prefix", "")
+        now = asyncio.get_running_loop().time()
+        self.requests_log.append((now, prefix, model))
+        wait = self._over_limit(prefix, now)
+        if wait is not None:
+            self.throttled[prefix] += 1
+            return web.json_response({"error": "rate limit"}, status=429, headers={"Retry-After": f"{wait:.3f}"})
         if model == "hang":
             await asyncio.Event().wait()
         if model.startswith("fixed-"):
@@ -104,6 +144,25 @@ class FakeLLM:
             return web.json_response(_completion({"role": "assistant", "content": "Done."}, model))
         if model.startswith("slow-"):
             await asyncio.sleep(int(model.split("-", 1)[1]) / 1000)
+        if model == "echo401":
+            self.auth_headers.append(request.headers.get("Authorization", ""))
+            return web.json_response({"error": {"message": "invalid api key", "request_headers": dict(request.headers)}},
+                                     status=401)
+        if model.startswith("window-"):
+            now = asyncio.get_running_loop().time()
+            start = self._first_seen.setdefault(model, now)
+            left = float(model.split("-", 1)[1]) - (now - start)
+            if left > 0:
+                return web.json_response({"error": "rate limit exceeded"}, status=429,
+                                         headers={"llm_provider-retry-after": f"{left:.2f}"})
+        if model == "badshape-once" and self._first_attempt(model, messages):
+            return web.json_response({"choices": [{"message": {"role": "assistant", "content": None,
+                                                               "tool_calls": "not-a-list"}}],
+                                      "usage": {"prompt_tokens": "lots"}})
+        if model == "priced":
+            body = _completion(_answer(messages, tools), model)
+            body["usage"] = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
+            return web.json_response(body)
         if model == "auth":
             header = request.headers.get("Authorization", "")
             self.auth_headers.append(header)
@@ -122,6 +181,7 @@ class FakeLLM:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024**2)
         app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/{prefix}/v1/chat/completions", self.chat)
         return app
 
 
@@ -157,6 +217,9 @@ class ServerThread:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    def url(self, prefix: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{prefix}/v1"
+
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
@@ -165,8 +228,14 @@ class ServerThread:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--limit", type=int, help="requests per window, for every endpoint prefix given by --prefix")
+    ap.add_argument("--window", type=float, default=60.0)
+    ap.add_argument("--prefix", default="")
     args = ap.parse_args()
-    web.run_app(FakeLLM().app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
+    fake = FakeLLM()
+    if args.limit:
+        fake.limit(args.prefix, args.limit, args.window)
+    web.run_app(fake.app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
 
 
 if __name__ == "__main__":

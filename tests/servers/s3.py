@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -120,6 +121,13 @@ class SeaweedFS(S3Server):
                 self.proc.kill()
                 self.proc.wait(10)
         self.proc = None
+
+    def freeze(self) -> None:
+        """Stop the server's processes without closing their sockets: requests hang, nothing answers."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
 
     def close(self) -> None:
         self.stop()

@@ -14,12 +14,17 @@ from benchpilot_runner import sink as S
 from benchpilot_runner.health import Heartbeat
 
 
-def row(i: int) -> dict:
+def row(i: int, status: str = "success", attempt: int = 1) -> dict:
     now = dt.datetime.now(dt.timezone.utc)
     return {"run": "r", "namespace": "ns", "case_id": f"c{i:04d}", "suite": "workflow", "model": "sim/weak",
             "prompt_type": "baseline", "difficulty": "easy", "task_type": "simple_task", "instance": i,
-            "shard": 0, "status": "success", "score": 1.0, "latency_s": 0.1, "turns": 1, "tool_calls": 1,
-            "prompt_tokens": 1, "completion_tokens": 1, "started_at": now, "finished_at": now}
+            "shard": 0, "status": status, "score": 1.0, "latency_s": 0.1, "turns": 1, "tool_calls": 1,
+            "attempt": attempt, "prompt_tokens": 1, "completion_tokens": 1, "cost_usd": 0.5,
+            "started_at": now, "finished_at": now}
+
+
+def ids_in(fs, folder):
+    return [c for p in S.list_parts(fs, folder) for c in S.read_part(fs, p, ["case_id"]).column("case_id").to_pylist()]
 
 
 class FlakyMemoryFS(MemoryFileSystem):
@@ -47,7 +52,7 @@ def memfs():
 
 async def test_flush_thresholds(memfs):
     clock = [0.0]
-    sink = S.ShardSink(memfs, "/out/run", 0, flush_rows=3, flush_s=10, clock=lambda: clock[0])
+    sink = S.ShardSink(memfs, "/out/run", 0, flush_rows=3, flush_s=10, clock=lambda: clock[0], writer="w1")
     sink.add(row(1))
     assert not sink.due()
     sink.add(row(2))
@@ -59,7 +64,7 @@ async def test_flush_thresholds(memfs):
     clock[0] = 11
     assert sink.due()
     await sink.flush()
-    assert sink.stats.parts == ["part-00001-00000.parquet", "part-00001-00001.parquet"]
+    assert sink.stats.parts == ["part-00001-00000-w1.parquet", "part-00001-00001-w1.parquet"]
     assert FlakyMemoryFS.puts == 2, "one PUT per part"
 
 
@@ -70,8 +75,7 @@ async def test_failed_writes_keep_rows_until_written(memfs):
         sink.add(row(i))
     assert await sink.flush()
     assert sink.stats.write_failures == 3 and sink.buffer == []
-    (part,) = S.list_parts(memfs, "/out/run/shard-00000")
-    assert S.read_case_ids(memfs, part) == [f"c{i:04d}" for i in range(5)]
+    assert ids_in(memfs, "/out/run/shard-00000") == [f"c{i:04d}" for i in range(5)]
 
 
 async def test_flush_gives_up_at_deadline_and_keeps_rows(memfs):
@@ -88,19 +92,56 @@ async def test_flush_gives_up_at_deadline_and_keeps_rows(memfs):
     assert len(sink.buffer) == 1
 
 
-async def test_resume_reads_existing_parts_and_numbers_the_next_attempt(memfs):
-    first = S.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10)
-    first.load_existing()
+async def test_resume_counts_only_final_rows_as_done(memfs):
+    first = S.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10, writer="a")
     for i in range(4):
         first.add(row(i))
+    first.add(row(4, "error"))
+    first.add(row(5, "timeout"))
     await first.flush()
-    second = S.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10)
-    assert second.load_existing() == {f"c{i:04d}" for i in range(4)}
-    assert second.attempt == 2
-    second.add(row(9))
+    state = S.read_state(memfs, "/out/run/shard-00000", recursive=False)
+    assert state.done == {f"c{i:04d}" for i in range(4)}, "error and timeout rows are not done"
+    assert state.next_attempt("c0004") == 2 and state.next_attempt("c0005") == 2
+    assert state.max_attempt == 1 and state.spent_usd == 3.0 and state.spent_tokens == 12
+    second = S.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10, writer="b", attempt=state.max_attempt + 1)
+    second.add(row(4, "error", attempt=2))
+    second.add(row(5, "failure", attempt=2))
     await second.flush()
+    state = S.read_state(memfs, "/out/run/shard-00000", recursive=False)
+    assert "c0005" in state.done and state.next_attempt("c0004") == 3
     assert sorted(p.rsplit("/", 1)[-1] for p in S.list_parts(memfs, "/out/run/shard-00000")) == [
-        "part-00001-00000.parquet", "part-00002-00000.parquet"]
+        "part-00001-00000-a.parquet", "part-00002-00000-b.parquet"]
+
+
+async def test_two_writers_never_overwrite_each_other(memfs):
+    """Both start with the same attempt number (as two `benchpilot run` did): no part is lost."""
+    a = S.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10, attempt=1)
+    b = S.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10, attempt=1)
+    for i in range(5):
+        a.add(row(i))
+        b.add(row(100 + i))
+    await asyncio.gather(a.flush(), b.flush())
+    assert sorted(ids_in(memfs, "/out/run/shard-00000")) == sorted(
+        [f"c{i:04d}" for i in range(5)] + [f"c{100 + i:04d}" for i in range(5)])
+
+
+def test_lease_sees_an_earlier_live_writer_and_ignores_dead_ones(memfs):
+    first = S.Lease(memfs, "/out/run", "w1", [0, 1], started=1.0)
+    first.write()
+    second = S.Lease(memfs, "/out/run", "w2", [1], started=2.0)
+    second.write()
+    assert second.conflict()["writer"] == "w1", "the later writer yields"
+    assert first.conflict() is None, "the earlier writer goes on"
+    other_shard = S.Lease(memfs, "/out/run", "w3", [5], started=3.0)
+    assert other_shard.conflict() is None, "writers of other shards do not conflict"
+    first.release()
+    assert second.conflict() is None
+    # a lease of a process on this host that is gone is stale at once (kill -9, then rerun)
+    import json, socket
+    memfs.pipe_file("/out/run/_writers/dead.json", json.dumps({
+        "writer": "dead", "host": socket.gethostname(), "pid": 2**22 + 12345, "shards": [1], "started": 0.5,
+        "renewed": __import__("time").time()}).encode())
+    assert second.conflict() is None
 
 
 async def test_concurrent_adds_during_a_slow_write_are_not_lost(memfs):
@@ -113,8 +154,25 @@ async def test_concurrent_adds_during_a_slow_write_are_not_lost(memfs):
         sink.add(row(i))
     await flushing
     await sink.flush()
-    ids = [c for p in S.list_parts(memfs, "/out/run/shard-00000") for c in S.read_case_ids(memfs, p)]
-    assert sorted(ids) == [f"c{i:04d}" for i in range(15)]
+    assert sorted(ids_in(memfs, "/out/run/shard-00000")) == [f"c{i:04d}" for i in range(15)]
+
+
+def test_rows_are_scrubbed_before_they_are_written():
+    from benchpilot_runner import redact
+
+    redact.register("canary-key-0123456789")
+    r = row(1, "error")
+    r["error_message"] = 'HTTP 401: {"echo": "Authorization: Bearer canary-key-0123456789"} sk-abcdefghijklmnop'
+    data = S.rows_to_parquet([r])
+    msg = pq.read_table(__import__("io").BytesIO(data)).column("error_message")[0].as_py()
+    assert "canary-key-0123456789" not in msg and "sk-abcdefghijklmnop" not in msg and "REDACTED" in msg
+
+
+def test_success_manifest_put_is_retried(memfs):
+    FlakyMemoryFS.failing = 2  # e.g. a 503 from a busy store
+    sink = S.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10)
+    assert asyncio.run(sink.write_success(5, {"success": 5}))
+    assert memfs.exists("/out/run/shard-00000/_SUCCESS")
 
 
 def test_local_writes_are_atomic_and_leave_no_temp_files(tmp_path):

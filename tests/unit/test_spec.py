@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 import yaml
 
+from benchpilot_runner import manifest as L
 from benchpilot_runner import spec as S
 from tests.helpers import EXAMPLES, manifest
 
@@ -20,12 +21,12 @@ def parse(doc):
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_manifest_is_valid(path):
-    spec = S.load_manifest(str(path))
+    spec = L.load_manifest(str(path))
     assert spec.total_cases == len(S.expand(spec.matrix)) > 0
 
 
 def test_quickstart_has_120_cases():
-    spec = S.load_manifest(str(EXAMPLES / "quickstart.yaml"))
+    spec = L.load_manifest(str(EXAMPLES / "quickstart.yaml"))
     assert spec.total_cases == 120
     assert len({c.case_id for c in S.expand(spec.matrix)}) == 120
 
@@ -46,7 +47,7 @@ def test_resolved_round_trip():
                           endpoint={"baseURL": "http://llm:8000/v1/", "apiKeySecretRef": {"name": "llm-key"}}))
     again = S.from_resolved(json.loads(json.dumps(spec.to_resolved())))
     assert again == spec
-    assert again.endpoint.base_url == "http://llm:8000/v1"
+    assert again.endpoint("default").base_url == "http://llm:8000/v1"
 
 
 BAD = [
@@ -103,13 +104,13 @@ def test_bad_manifest_names_the_field(change, field, word):
 
 def test_yaml_errors_name_the_line():
     with pytest.raises(S.SpecError) as err:
-        S.load_manifest_text("apiVersion: benchpilot.io/v1alpha1\nkind: [unclosed\n", source="run.yaml")
+        L.load_manifest_text("apiVersion: benchpilot.io/v1alpha1\nkind: [unclosed\n", source="run.yaml")
     assert "run.yaml" in str(err.value) and "line" in str(err.value)
 
 
 def test_multi_document_file_picks_the_run():
     text = "apiVersion: v1\nkind: Secret\n---\n" + yaml.safe_dump(manifest())
-    assert S.load_manifest_text(text).name == "t-run"
+    assert L.load_manifest_text(text).name == "t-run"
 
 
 def test_expansion_order_is_the_documented_nesting():

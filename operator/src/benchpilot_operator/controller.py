@@ -131,7 +131,7 @@ async def reconcile_run(body: dict, client: KubeClient, cfg: OperatorConfig, met
             await client.delete(f"{jobs_path(ns)}/{M.job_name(meta['name'], c.index)}")
         job = M.build_job(meta, spec, c.index, concurrency=sp.concurrency, request_bytes=c.request_bytes,
                           limit_bytes=limit_for(c.request_bytes, spec, cfg), cfg=cfg, oom_retries=c.oom_retries,
-                          suspend=spec.suspend)
+                          suspend=spec.suspend, share=c.share)
         # A replaced Job may still be terminating (409): the next pass sees the shard missing and creates
         # it with the memory recorded in status.shardRetries.
         await client.create(jobs_path(ns), job)
@@ -139,6 +139,12 @@ async def reconcile_run(body: dict, client: KubeClient, cfg: OperatorConfig, met
     async def set_suspend(i: int, value: bool) -> None:
         await client.merge_patch(f"{jobs_path(ns)}/{M.job_name(meta['name'], i)}", {"spec": {"suspend": value}})
 
+    if status.get("limitShares") and status["limitShares"] != prev.get("limitShares"):
+        # grows reach running pods through this ConfigMap (they re-read it); new pods also get theirs in env
+        shares = {int(k): v for k, v in status["limitShares"].items()}
+        cm = M.build_shares_configmap(meta, spec, shares)
+        if not await client.create(configmaps_path(ns), cm):
+            await client.merge_patch(f"{configmaps_path(ns)}/{cm['metadata']['name']}", {"data": cm["data"]})
     await asyncio.gather(*(create(c) for c in acts.create),
                          *(set_suspend(i, True) for i in acts.suspend),
                          *(set_suspend(i, False) for i in acts.resume))

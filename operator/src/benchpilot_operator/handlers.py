@@ -12,6 +12,7 @@ from .config import OperatorConfig
 from .controller import reconcile_run
 from .k8s import Connection, KubeClient
 from .metrics import OperatorMetrics
+from .status import merge_patch
 
 CONFIG = OperatorConfig.from_env()
 METRICS = OperatorMetrics()
@@ -75,10 +76,6 @@ def deleted(meta: kopf.Meta, **_) -> None:
 
 async def _reconcile(body: kopf.Body, patch: kopf.Patch) -> None:
     status = await reconcile_run(dict(body), STATE["client"], CONFIG, METRICS)
-    prev = dict(body.get("status") or {})
-    changed = {k: v for k, v in status.items() if prev.get(k) != v}
-    for k in prev:  # drop keys no longer set (merge patch: None deletes)
-        if k not in status and k not in ("kopf",):
-            changed[k] = None
+    changed = merge_patch(dict(body.get("status") or {}), status)
     if changed:
         patch.status.update(changed)

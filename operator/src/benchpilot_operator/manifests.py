@@ -9,6 +9,7 @@ from benchpilot_runner.spec import CONFIG_ERROR_EXIT, RunSpec
 from . import GROUP, KIND, VERSION
 from .config import OperatorConfig
 from .plan import fmt_mib
+from .shares import limits_for
 
 RUN_LABEL = "benchpilot.io/run"
 SHARD_LABEL = "benchpilot.io/shard"
@@ -16,6 +17,9 @@ OOM_ANNOTATION = "benchpilot.io/oom-retries"
 SPEC_MOUNT = "/etc/benchpilot"
 CACHE_MOUNT = "/cache"
 RUNNER_UID = 10001
+SHARES_MOUNT = "/etc/benchpilot-shares"
+SHARES_FILE = "shares.json"
+TERMINATION_LOG = "/dev/termination-log"  # the runner says there why it ended; the operator reads it
 
 
 def labels(run: str, shard: int | None = None) -> dict[str, str]:
@@ -46,11 +50,30 @@ def owned_by(obj: dict, uid: str) -> bool:
 
 
 def resolved_spec(spec: RunSpec, meta: dict) -> dict:
-    """What the pods read from /etc/benchpilot/run.json: the spec with defaults and the run's uid."""
+    """What the pods read from /etc/benchpilot/run.json: the spec as a manifest with every default
+    and the run's uid, read back by the runner's one parser."""
     data = spec.to_resolved()
-    data["uid"] = meta["uid"]
-    data["namespace"] = meta.get("namespace") or spec.namespace
+    data["metadata"]["uid"] = meta["uid"]
+    data["metadata"]["namespace"] = meta.get("namespace") or spec.namespace
     return data
+
+
+def shares_configmap_name(run: str) -> str:
+    return f"{run}-shares"
+
+
+def build_shares_configmap(meta: dict, spec: RunSpec, shares: dict[int, float]) -> dict:
+    """Each running shard's fraction of the run's endpoint limits; pods re-read it (shares.py)."""
+    body = {"shards": {str(i): round(f, 6) for i, f in sorted(shares.items())},
+            "endpoints": {e.name: {str(i): limits_for(f, e.limits.requests_per_minute, e.limits.tokens_per_minute,
+                                                       e.limits.max_concurrency) for i, f in sorted(shares.items())}
+                          for e in spec.endpoints}}
+    return {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": shares_configmap_name(meta["name"]), "namespace": meta["namespace"],
+                     "labels": labels(meta["name"]), "ownerReferences": [owner_reference(meta)]},
+        "data": {SHARES_FILE: json.dumps(body, sort_keys=True)},
+    }
 
 
 def build_configmap(meta: dict, spec: RunSpec) -> dict:
@@ -68,7 +91,7 @@ def _probe(path: str, *, period: int, failures: int, timeout: int = 3) -> dict:
 
 
 def build_job(meta: dict, spec: RunSpec, shard: int, *, concurrency: int, request_bytes: int, limit_bytes: int,
-              cfg: OperatorConfig, oom_retries: int = 0, suspend: bool = False) -> dict:
+              cfg: OperatorConfig, oom_retries: int = 0, suspend: bool = False, share: float | None = None) -> dict:
     run = meta["name"]
     env = [
         {"name": "BENCHPILOT_SHARD", "value": str(shard)},
@@ -78,6 +101,7 @@ def build_job(meta: dict, spec: RunSpec, shard: int, *, concurrency: int, reques
         {"name": "BENCHPILOT_HEALTH_PORT", "value": str(cfg.runner_port)},
         {"name": "BENCHPILOT_MEMORY_REQUEST_BYTES", "value": str(request_bytes)},
         {"name": "HF_HUB_OFFLINE", "value": "1"},
+        {"name": "BENCHPILOT_TERMINATION_LOG", "value": TERMINATION_LOG},
         {"name": "HOME", "value": "/tmp"},
     ]
     volumes = [{"name": "spec", "configMap": {"name": configmap_name(run)}},
@@ -88,10 +112,16 @@ def build_job(meta: dict, spec: RunSpec, shard: int, *, concurrency: int, reques
         env.append({"name": "BENCHPILOT_CACHE_DIR", "value": CACHE_MOUNT})
         volumes.append({"name": "cache", "persistentVolumeClaim": {"claimName": spec.cache_claim, "readOnly": True}})
         mounts.append({"name": "cache", "mountPath": CACHE_MOUNT, "readOnly": True})
-    if spec.endpoint.api_key_secret:
-        ref = spec.endpoint.api_key_secret
-        env.append({"name": spec.endpoint.api_key_env,
-                    "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref["key"]}}})
+    if share is not None:  # the shard's fraction of the run's endpoint limits; the ConfigMap may raise it
+        env += [{"name": "BENCHPILOT_LIMIT_SHARE", "value": f"{share:.6f}"},
+                {"name": "BENCHPILOT_SHARES_FILE", "value": f"{SHARES_MOUNT}/{SHARES_FILE}"}]
+        volumes.append({"name": "shares", "configMap": {"name": shares_configmap_name(run), "optional": True}})
+        mounts.append({"name": "shares", "mountPath": SHARES_MOUNT, "readOnly": True})
+    used = {m.endpoint for m in spec.models if not m.simulated}
+    for ep in spec.endpoints:  # each endpoint's key from its Secret, never in the spec or the ConfigMap
+        if ep.api_key_secret and ep.name in used:
+            env.append({"name": ep.key_env, "valueFrom": {"secretKeyRef": {
+                "name": ep.api_key_secret["name"], "key": ep.api_key_secret["key"]}}})
     env_from = []
     if spec.output.credentials_secret:
         env_from.append({"secretRef": {"name": spec.output.credentials_secret}})
@@ -102,6 +132,8 @@ def build_job(meta: dict, spec: RunSpec, shard: int, *, concurrency: int, reques
         "resources": {"requests": {"memory": fmt_mib(request_bytes), "cpu": cfg.cpu_request},
                       "limits": {"memory": fmt_mib(limit_bytes)}},
         # /healthz fails once nothing progressed for hangTimeoutSeconds: the kubelet then kills the pod
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "livenessProbe": _probe("/healthz", period=10, failures=3),
         "startupProbe": _probe("/healthz", period=5, failures=max(1, -(-cfg.startup_seconds // 5))),
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,

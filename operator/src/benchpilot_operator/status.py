@@ -9,13 +9,16 @@ to suspend or resume, events to post, retries to count.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 
-from benchpilot_runner.spec import RunSpec
+from benchpilot_runner.redact import scrub
+from benchpilot_runner.spec import CONFIG_ERROR_EXIT, INCOMPLETE_EXIT, RunSpec
 
 from .config import OperatorConfig
 from .manifests import OOM_ANNOTATION
 from .plan import Plan, fmt_mib, grown_request
+from .shares import allocate
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Suspended")
 MAX_FAILED_LISTED = 20
@@ -36,6 +39,7 @@ class CreateJob:
     request_bytes: int
     oom_retries: int
     replace: bool = False  # delete the existing Job first (its pod template is immutable)
+    share: float | None = None  # the shard's fraction of the run's endpoint limits (None: no endpoint)
 
 
 @dataclass
@@ -77,6 +81,79 @@ def oom_killed(pods: list[dict]) -> list[str]:
                 out.append((pod.get("metadata") or {}).get("name", ""))
                 break
     return out
+
+
+@dataclass(frozen=True)
+class Termination:
+    """How the newest runner container of a shard ended, from its pod status."""
+
+    exit_code: int | None
+    reason: str | None = None  # the runner's own word (termination message), e.g. CasesUnfinished
+    message: str = ""
+    done: int | None = None  # cases of the shard with a final outcome
+    failed: int | None = None  # cases that ended in error/timeout in that attempt
+
+
+def last_termination(pods: list[dict]) -> Termination | None:
+    """The newest terminated runner container among ``pods``, with the runner's termination message."""
+    best: tuple[str, dict] | None = None
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = ((cs.get("state") or {}).get("terminated") or {})
+            if "exitCode" in term:
+                key = str(term.get("finishedAt") or "")
+                best = (key, term) if best is None or key >= best[0] else best
+    if best is None:
+        return None
+    term = best[1]
+    info: dict = {}
+    try:
+        parsed = json.loads(term.get("message") or "")
+        info = parsed if isinstance(parsed, dict) else {}
+    except ValueError:
+        pass
+    def count(key: str) -> int | None:
+        value = info.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    return Termination(int(term["exitCode"]), str(info.get("reason") or "")[:64] or None,
+                       scrub(str(info.get("message") or ""))[:600], count("done"), count("failed"))
+
+
+def explain_failure(reason: str, message: str, pods: list[dict]) -> tuple[str, str]:
+    """A failed shard's reason in the runner's terms where its exit code and message say more."""
+    term = last_termination(pods)
+    code = term.exit_code if term else None
+    said = f": {term.message}" if term and term.message else ""
+    if code == INCOMPLETE_EXIT:
+        return "CasesUnfinished", (f"cases ended without a final outcome (infrastructure errors or timeouts) on "
+                                   f"every attempt ({reason}){said}; a rerun of the run retries only those")
+    if code == CONFIG_ERROR_EXIT:
+        if term and term.reason == "AuthRefused":
+            return "AuthRefused", f"an endpoint refused the API key{said}"
+        return "ConfigError", f"the runner refused its configuration (exit 2){said or '; see the pod log'}"
+    return reason, message
+
+
+def merge_patch(prev: dict, new: dict, *, keep: tuple[str, ...] = ("kopf",)) -> dict:
+    """The JSON merge patch (RFC 7386) that turns ``prev`` into ``new``: changed keys, nested maps
+    diffed key by key, removed keys as None (a merge patch keeps what it does not mention)."""
+    out: dict = {}
+    for k, v in new.items():
+        old = prev.get(k)
+        if isinstance(v, dict) and isinstance(old, dict):
+            sub = merge_patch(old, v, keep=())
+            if sub:
+                out[k] = sub
+        elif old != v:
+            out[k] = v
+    for k in prev:
+        if k not in new and k not in keep:
+            out[k] = None
+    return out
+
+
+def budget_key(spec: RunSpec) -> str:
+    return json.dumps([spec.budget.max_cost_usd, spec.budget.max_tokens])
 
 
 def pod_running(pod: dict) -> bool:
@@ -158,7 +235,22 @@ def reconcile(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict
                                 f"shard {i} was OOMKilled at {fmt_mib(memory)}; re-created with {fmt_mib(grown)} "
                                 f"(retry {rec_oom + 1} of {cfg.max_oom_retries})"))
             state = "pending"
+        elif state == "succeeded" and (term := last_termination(obs.pods)) and term.reason == "BudgetExhausted":
+            bkey = budget_key(spec)
+            if rec.get("budgetStop") not in (None, bkey):
+                # the budget was raised since this shard stopped: run it again for its missing cases
+                retries[key] = {k: v for k, v in rec.items() if k != "budgetStop"}
+                acts.urgent_status = {"shardRetries": retries}
+                acts.create.append(CreateJob(i, memory, rec_oom, replace=True))
+                acts.events.append(("Normal", "BudgetRaised", f"shard {i} resumes its missing cases"))
+                state = "pending"
+            else:
+                if rec.get("budgetStop") is None:
+                    retries[key] = {**rec, "budgetStop": bkey}
+                    acts.urgent_status = {"shardRetries": retries}
+                state, reason, message = "budget", "BudgetExhausted", term.message
         elif state == "failed":
+            reason, message = explain_failure(reason, message, obs.pods)
             failed[i] = (reason, message)
             if not (prev.get("failedShards") and any(f.get("index") == i for f in prev["failedShards"])):
                 acts.events.append(("Warning", "ShardFailed", f"shard {i} failed: {reason} {message}".strip()))
@@ -178,9 +270,18 @@ def reconcile(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict
             acts.create.append(CreateJob(i, int(rec.get("memoryBytes") or plan.shards[i].request_bytes),
                                          int(rec.get("oomKilled", 0))))
             budget -= 1
+    shares = None
+    if spec.needs_endpoint():
+        # run-wide endpoint limits: each shard's fraction (shares.py); finished shards release theirs
+        created = {c.index for c in acts.create}
+        holding = {i for i, (st, _, _) in states.items() if st in ("running", "pending", "suspended")}
+        prev_shares = {int(k): float(v) for k, v in (prev.get("limitShares") or {}).items()}
+        shares = allocate(prev_shares, holding, sorted(created - holding),
+                          all_started=not any(st == "missing" and i not in created for i, (st, _, _) in states.items()))
+        acts.create = [replace(c, share=shares.get(c.index, 0.0)) for c in acts.create]
     for i, (state, _, _) in states.items():
         job = (shards.get(i) or ShardObs(i)).job
-        if job is None or i in replacing or state in ("succeeded", "failed"):
+        if job is None or i in replacing or state in ("succeeded", "failed", "budget"):
             continue
         suspended = bool((job.get("spec") or {}).get("suspend"))
         if spec.suspend and not suspended:
@@ -190,22 +291,28 @@ def reconcile(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict
 
     counts = {"total": len(plan.shards), "pending": 0, "running": 0, "succeeded": 0, "failed": 0}
     done = failed_cases = 0
+    budget_stopped: dict[int, str] = {}
     for sp in plan.shards:
-        state = states[sp.index][0]
+        state, _, message = states[sp.index]
         obs = shards.get(sp.index) or ShardObs(sp.index)
+        term = last_termination(obs.pods) if state in ("succeeded", "failed", "budget") else None
         if state == "succeeded":
             counts["succeeded"] += 1
             done += sp.cases
-        elif state == "failed":
-            counts["failed"] += 1
-            done += min(sp.cases, obs.done or 0)
+        elif state in ("failed", "budget"):
+            counts["succeeded" if state == "budget" else "failed"] += 1
+            if state == "budget":
+                budget_stopped[sp.index] = message
+            # a finished shard's runner said in its termination message how far it got
+            done += min(sp.cases, term.done if term and term.done is not None else (obs.done or 0))
         elif state == "running" and (obs.job or {}).get("status", {}).get("active"):
             counts["running"] += 1
             done += min(sp.cases, obs.done or 0)
         else:
             counts["pending"] += 1
             done += min(sp.cases, obs.done or 0)
-        failed_cases += obs.failed_cases or 0
+        # error/timeout cases: the running pod's, else what a finished shard's last attempt reported
+        failed_cases += obs.failed_cases if obs.failed_cases is not None else (term.failed or 0 if term else 0)
     total_cases = spec.total_cases
     finished = counts["succeeded"] + counts["failed"] == counts["total"]
     conds_prev = prev.get("conditions") or []
@@ -215,16 +322,23 @@ def reconcile(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict
                              + (f" (concurrency lowered from {plan.requested_concurrency} to fit maxPodMemory "
                                 f"{fmt_mib(spec.resources.max_pod_memory_bytes)})" if plan.lowered else ""), now)]
     failed_msg = ", ".join(f"s{i}: {r}" for i, (r, _) in sorted(failed.items())[:MAX_FAILED_LISTED])
-    if finished and not failed:
+    if finished and not failed and budget_stopped:
+        phase = "Succeeded"
+        conditions.append(_condition(conds_prev, "Complete", True, "BudgetExhausted",
+                                     scrub(f"the budget stopped {len(budget_stopped)} shards with {done}/{total_cases} "
+                                           "cases done; raise spec.budget to run the missing cases: "
+                                           + next(iter(budget_stopped.values()), ""))[:1000], now))
+    elif finished and not failed:
         phase = "Succeeded"
         conditions.append(_condition(conds_prev, "Complete", True, "Succeeded", "every shard succeeded", now))
     elif (finished or fail_fast) and failed:
+        # never "Succeeded" with failed shards: the phase says Failed, Complete says whether every shard ran
         partial = spec.failure_policy == "partial" and counts["succeeded"] > 0 and finished
-        phase = "Succeeded" if partial else "Failed"
-        msg = f"{counts['succeeded']}/{counts['total']} shards succeeded; failed: {failed_msg}"
+        phase = "Failed"
+        msg = scrub(f"{counts['succeeded']}/{counts['total']} shards succeeded; failed: {failed_msg}")
         conditions.append(_condition(conds_prev, "Complete", partial, "PartiallySucceeded" if partial
                                      else "ShardsFailed", msg, now))
-        conditions.append(_condition(conds_prev, "Failed", not partial, "ShardsFailed", msg, now))
+        conditions.append(_condition(conds_prev, "Failed", True, "ShardsFailed", msg, now))
     elif spec.suspend:
         phase = "Suspended"
     elif counts["running"] > 0:
@@ -250,7 +364,8 @@ def reconcile(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict
         "results": {"uri": results_uri, "rows": done},
         "conditions": conditions,
         "shardRetries": retries or None,
-        "failedShards": [{"index": i, "reason": r, "message": m[:300]}
+        "limitShares": {str(i): round(f, 6) for i, f in shares.items()} if shares else None,
+        "failedShards": [{"index": i, "reason": r, "message": scrub(m)[:300]}
                          for i, (r, m) in sorted(failed.items())[:MAX_FAILED_LISTED]] or None,
     }
     return status, acts

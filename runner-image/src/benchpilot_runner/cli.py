@@ -8,7 +8,8 @@ import logging
 import sys
 
 from . import logs
-from .spec import CONFIG_ERROR_EXIT, SpecError
+from .redact import scrub
+from .spec import CONFIG_ERROR_EXIT, SpecError, check_number
 
 log = logging.getLogger("benchpilot.cli")
 
@@ -56,21 +57,38 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _positive(value: int | None, name: str) -> None:
-    if value is not None and value < 1:
-        raise SpecError(name, f"{value} must be at least 1")
+    if value is not None:
+        check_number(value, name, minimum=1, maximum=1_000_000, integer=True)
+
+
+def _error(message: object) -> int:
+    print(f"benchpilot: error: {scrub(str(message))}", file=sys.stderr)
+    return CONFIG_ERROR_EXIT
+
+
+def _free_port(port: int | None, flag: str) -> None:
+    """A port we can listen on, checked before anything runs (an error names the flag)."""
+    if port is None:
+        return
+    check_number(port, flag, minimum=1, maximum=65535, integer=True)
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise SpecError(flag, f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .local import run_local
+    from .manifest import load_manifest
     from .sink import OutputError
-    from .spec import load_manifest
+    from .spec import with_overrides
 
     try:
-        spec = load_manifest(args.manifest)
-        _positive(args.shards, "--shards")
-        if args.shards and args.shards > spec.total_cases:
-            raise SpecError("--shards", f"{args.shards} shards for {spec.total_cases} cases; use at most "
-                                        f"{spec.total_cases}")
+        spec = with_overrides(load_manifest(args.manifest), output=args.output, shards=args.shards)
+        _free_port(args.metrics_port, "--metrics-port")
         retriever = None
         cache_dir = args.cache or spec.cache_path
         if cache_dir:
@@ -80,12 +98,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 retriever = open_cache(cache_dir).retriever()
             except CacheError as exc:
                 raise SpecError("--cache" if args.cache else "spec.cache.path", str(exc)) from None
-        return asyncio.run(run_local(spec, output=args.output, shards=args.shards,
-                                     metrics_port=args.metrics_port, show_progress=not args.no_progress,
+        return asyncio.run(run_local(spec, metrics_port=args.metrics_port, show_progress=not args.no_progress,
                                      retriever=retriever))
     except (SpecError, OutputError) as exc:
-        print(f"benchpilot: error: {exc}", file=sys.stderr)
-        return CONFIG_ERROR_EXIT
+        return _error(exc)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -95,14 +111,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         summary = report.summarize(report.load(args.uri))
     except (FileNotFoundError, OutputError) as exc:
-        print(f"benchpilot: error: {exc}", file=sys.stderr)
-        return CONFIG_ERROR_EXIT
+        return _error(exc)
+    if args.plot:  # before printing anything: a plot that cannot be written is an error, said once
+        try:
+            report.plot(summary, args.plot)
+        except (OSError, ValueError) as exc:
+            return _error(f"--plot {args.plot!r}: cannot write the plot: {getattr(exc, 'strerror', None) or exc}")
     if args.format == "json":
         print(report.to_json(summary))
     else:
         report.render_table(summary)
     if args.plot:
-        report.plot(summary, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
 
@@ -128,15 +147,13 @@ def cmd_cache(args: argparse.Namespace) -> int:
             build(args.out, instances=args.instances, synthetic_mib=args.synthetic_size,
                   log=lambda msg: print(msg, file=sys.stderr))
         except FileExistsError as exc:
-            print(f"benchpilot: error: {exc}", file=sys.stderr)
-            return CONFIG_ERROR_EXIT
+            return _error(exc)
         return 0
     try:
         cache = Cache(args.dir)
         cache._verify_model()
     except CacheError as exc:
-        print(f"benchpilot: error: {exc}", file=sys.stderr)
-        return CONFIG_ERROR_EXIT
+        return _error(exc)
     print(f"{args.dir}: ok ({cache.manifest['rows']['total']} rows, {cache.manifest['embeddings_mib']} MiB)")
     return 0
 
@@ -149,13 +166,27 @@ def cmd_footprint(args: argparse.Namespace) -> int:
         _positive(args.concurrency, "--concurrency")
         return footprint(args.cache, args.concurrency)
     except (CacheError, SpecError) as exc:
-        print(f"benchpilot: error: {exc}", file=sys.stderr)
-        return CONFIG_ERROR_EXIT
+        return _error(exc)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logs.setup(args.log_level.upper())
+    level = args.log_level.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        return _error(f"--log-level: {args.log_level[:20]!r} is not one of DEBUG, INFO, WARNING, ERROR")
+    logs.setup(level)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line for the user; the traceback goes to the log at DEBUG
+        log.debug("internal error", exc_info=True)
+        print(f"benchpilot: internal error: {type(exc).__name__}: {scrub(str(exc))[:300]} "
+              "(run with --log-level DEBUG for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return cmd_run(args)
     if args.command == "shard":

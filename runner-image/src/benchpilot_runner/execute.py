@@ -1,7 +1,10 @@
 """Running shards: shared by the local sweep (every shard in one process) and the pod (one shard).
 
-For each shard: read what its parts already hold, run the rest, flush, and write the shard's
-``_SUCCESS`` once every case has a row; the run's ``_SUCCESS`` follows when all shards have theirs.
+For each shard: skip the cases that already have a final row, run the rest lazily (a shard's cases
+are computed from their positions, never expanded), flush, and write the shard's ``_SUCCESS`` only
+when every case of the shard has a final outcome; the run's ``_SUCCESS`` follows when all shards
+have theirs. Anything less — infrastructure errors, cases left unrun, rows not written — is said in
+the :class:`ShardResult` and becomes the exit code.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ import hashlib
 import json
 import logging
 import os
+import sys
+import threading
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable
 
 import fsspec
 
@@ -20,11 +25,13 @@ from . import sink as sinkmod
 from .health import Heartbeat
 from .metrics import RunnerMetrics
 from .scheduler import ShardScheduler
-from .spec import RunSpec, SUITE_VERSION, memory_request_mib, shard_cases
+from .spec import (CONFIG_ERROR_EXIT, INCOMPLETE_EXIT, RunSpec, SUITE_VERSION, iter_shard_cases, memory_request_mib,
+                   shard_sizes)
 from .suites.workflow.case import CaseRunner
 
 log = logging.getLogger("benchpilot.execute")
-FINAL_FLUSH_S = 8.0  # on SIGTERM the pod has 10 s; flushing may take this long
+STOP_GRACE_S = 9.0  # SIGTERM to exit, whatever storage does (a pod's grace period is 15 s)
+FINAL_FLUSH_S = 6.0  # of which the final flush may take this long
 
 
 def local_uid(spec: RunSpec, retrieval: str = "lexical") -> str:
@@ -52,66 +59,174 @@ class ShardResult:
     total: int
     already_done: int
     ran: int
-    complete: bool
-    counts: dict = field(default_factory=dict)
+    complete: bool  # every case has a final row, all flushed, _SUCCESS written
+    counts: dict = field(default_factory=dict)  # statuses of the rows written now
+    skipped: dict = field(default_factory=dict)  # reason -> cases left unrun
+    unflushed: int = 0
     write_failures: int = 0
+    stopped_by: str | None = None  # the gate's reason (budget), if it ended the shard early
+    success_written: bool = False
+    final: int = 0  # cases of the shard with a final outcome, before and now
+
+    @property
+    def retryable(self) -> int:
+        return self.counts.get("error", 0) + self.counts.get("timeout", 0)
+
+
+def outcome(results: list[ShardResult], *, interrupted: str | None, auth_refused: bool) -> tuple[int, list[str]]:
+    """The exit code of a run or shard and the lines that say why (README: exit codes)."""
+    lines = []
+    unflushed = sum(r.unflushed for r in results)
+    retryable = sum(r.retryable for r in results)
+    skipped: dict[str, int] = {}
+    for r in results:
+        for why, n in r.skipped.items():
+            skipped[why] = skipped.get(why, 0) + n
+    for why, n in skipped.items():
+        lines.append(f"{n} cases not run: {why}")
+    if retryable:
+        errs = sum(r.counts.get("error", 0) for r in results)
+        lines.append(f"{retryable} cases ended without a final outcome ({errs} error, {retryable - errs} timeout); "
+                     "run the same command again to retry only those")
+    if unflushed:
+        lines.append(f"{unflushed} result rows could not be written; those cases will run again")
+    if interrupted:
+        return (130 if interrupted == "SIGINT" else 143), lines
+    if unflushed:
+        return 1, lines
+    if auth_refused:
+        return CONFIG_ERROR_EXIT, lines
+    budget = next((r.stopped_by for r in results if r.stopped_by), None)
+    if budget and not retryable and not skipped:
+        lines.append(f"stopped: {budget}; raise the budget and run again to run only the missing cases")
+        return 0, lines
+    if not all(r.complete for r in results):
+        if not lines:
+            lines.append("some cases have no final result yet; run the same command again to finish")
+        return INCOMPLETE_EXIT, lines
+    return 0, lines
 
 
 async def run_shard(spec: RunSpec, shard: int, shards: int, *, fs: fsspec.AbstractFileSystem, run_dir: str,
                     runner: CaseRunner, metrics: RunnerMetrics, heartbeat: Heartbeat, stop: asyncio.Event,
-                    concurrency: int, skip: set[str] | frozenset = frozenset(),
-                    on_case_done: Callable[[dict], None] | None = None,
-                    known_parts: Mapping[str, list[str]] | None = None) -> ShardResult:
-    cases = shard_cases(spec.matrix, shard, shards)
+                    concurrency: int, state: sinkmod.ResumeState, writer: str,
+                    gate: Callable[[], str | None] | None = None,
+                    on_case_done: Callable[[dict | None], None] | None = None,
+                    sinks: list | None = None) -> ShardResult:
+    size = shard_sizes(spec.total_cases, shards)[shard]
     sink = sinkmod.ShardSink(fs, run_dir, shard, flush_rows=spec.output.flush_every_rows,
-                             flush_s=spec.output.flush_every_s,
+                             flush_s=spec.output.flush_every_s, writer=writer, attempt=state.max_attempt + 1,
                              on_flushed=lambda n: (metrics.rows_flushed.labels(spec.name).inc(n), heartbeat.beat()))
-    done = await asyncio.to_thread(sink.load_existing, known_parts)
-    done |= set(skip)
-    todo = [c for c in cases if c.case_id not in done]
-    already = len(cases) - len(todo)
+    if sinks is not None:
+        sinks.append(sink)  # so a stop watchdog can say how many rows were left unwritten
+    already = 0
+
+    def todo():
+        nonlocal already
+        for case in iter_shard_cases(spec.matrix, shard, shards):
+            if case.case_id in state.done:
+                already += 1
+                metrics.cases_planned.labels(spec.name, "done").inc()
+                if on_case_done:
+                    on_case_done(None)
+                continue
+            yield case
+
     request_env = os.environ.get("BENCHPILOT_MEMORY_REQUEST_BYTES")
     request = int(request_env) if request_env and request_env.isdigit() else memory_request_mib(
         spec.resources.shared_mib, spec.resources.per_worker_mib, concurrency) * 2**20
     metrics.memory_request.labels(spec.name).inc(request)  # per shard: a local run sums its shards
     # per-process progress, scraped by the operator (sums over the shards of a local run)
-    metrics.cases_planned.labels(spec.name, "total").inc(len(cases))
-    metrics.cases_planned.labels(spec.name, "done").inc(already)
+    metrics.cases_planned.labels(spec.name, "total").inc(size)
+    metrics.cases_planned.labels(spec.name, "done").inc(0)
     metrics.cases_planned.labels(spec.name, "failed").inc(0)
 
     def done_one(row: dict) -> None:
-        metrics.cases_planned.labels(spec.name, "done").inc()
         if row["status"] in ("error", "timeout"):
             metrics.cases_planned.labels(spec.name, "failed").inc()
+        else:
+            metrics.cases_planned.labels(spec.name, "done").inc()
         if on_case_done:
             on_case_done(row)
 
-    log.info("shard start", extra={"run": spec.name, "shard": shard, "shards": shards, "cases": len(cases),
-                                   "already_done": already, "attempt": sink.attempt, "dir": run_dir})
-    sched = ShardScheduler(spec, shard, runner, sink, concurrency=concurrency, metrics=metrics,
-                           heartbeat=heartbeat, on_case_done=done_one)
+    log.info("shard start", extra={"run": spec.name, "shard": shard, "shards": shards, "cases": size,
+                                   "attempt": sink.attempt, "writer": writer, "dir": run_dir})
+    sched = ShardScheduler(spec, shard, runner, sink, concurrency=min(concurrency, max(1, size)), metrics=metrics,
+                           heartbeat=heartbeat, tries=state.tries, gate=gate, on_case_done=done_one)
     flusher_stop = asyncio.Event()
     flusher = asyncio.create_task(sink.run_flusher(flusher_stop))
     try:
-        ran = await sched.run(todo, stop)
+        ran = await sched.run(todo(), stop)
     finally:
         flusher_stop.set()
         await flusher
         deadline = sink.clock() + FINAL_FLUSH_S if stop.is_set() else None
         flushed = await sink.flush(deadline=deadline)
-    ids = {c.case_id for c in cases}
-    have = ids & (sink.done | set(skip))
-    complete = flushed and len(have) == len(ids)
-    if complete and not stop.is_set():
-        await asyncio.to_thread(sink.write_success, len(ids))
-    result = ShardResult(shard, len(cases), already, ran, complete, dict(sched.counts), sink.stats.write_failures)
-    log.info("shard finish", extra={"run": spec.name, "shard": shard, "complete": complete, "ran": ran,
-                                    "already_done": already, "counts": sched.counts,
+    complete = (flushed and sched.dispatched_all and not stop.is_set()
+                and already + len(sink.final) >= size and not sched.skipped)
+    result = ShardResult(shard, size, already, ran, complete, dict(sched.counts), dict(sched.skipped),
+                         len(sink.buffer), sink.stats.write_failures, sched.stopped_by,
+                         final=already + len(sink.final))
+    if complete:
+        result.success_written = await sink.write_success(size, dict(sched.counts))
+        result.complete = result.success_written
+        if not result.success_written:
+            log.error("shard _SUCCESS could not be written; rows are safe, a rerun writes it",
+                      extra={"shard": shard})
+    log.info("shard finish", extra={"run": spec.name, "shard": shard, "complete": result.complete, "ran": ran,
+                                    "already_done": already, "counts": sched.counts, "skipped": sched.skipped,
                                     "parts_written": len(sink.stats.parts), "unwritten_rows": len(sink.buffer)})
     return result
 
 
 async def finish_run(spec: RunSpec, fs: fsspec.AbstractFileSystem, run_dir: str, uid: str) -> bool:
-    return await asyncio.to_thread(sinkmod.maybe_write_run_success, fs, run_dir, spec.sharding.shards,
-                                   run=spec.name, namespace=spec.namespace, uid=uid,
-                                   total_cases=spec.total_cases)
+    return await sinkmod.maybe_write_run_success(fs, run_dir, spec.sharding.shards, run=spec.name,
+                                                 namespace=spec.namespace, uid=uid, total_cases=spec.total_cases)
+
+
+async def acquire_lease(fs: fsspec.AbstractFileSystem, run_dir: str, shards: list[int], writer: str, *,
+                        wait_s: float) -> sinkmod.Lease:
+    """Claim ``shards`` of the run for this writer. Another live writer on them is waited for up to
+    ``wait_s`` (a pod whose predecessor's lease has not expired yet), then refused with
+    :class:`sink.WriterConflict`. Part names are unique per writer, so even a missed conflict loses no row."""
+    lease = sinkmod.Lease(fs, run_dir, writer, shards)
+    await asyncio.to_thread(lease.write)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + wait_s
+    while True:
+        other = await asyncio.to_thread(lease.conflict)
+        if other is None:
+            return lease
+        if loop.time() >= until:
+            await asyncio.to_thread(lease.release)
+            raise sinkmod.WriterConflict(f"another {sinkmod.describe(other)} is writing the same shards of this "
+                                         f"run; stop it first, or wait {sinkmod.LEASE_TTL_S:g}s after it died")
+        log.warning("another writer holds this shard; waiting for its lease to expire",
+                    extra={"other": sinkmod.describe(other)})
+        await asyncio.sleep(min(2.0, max(0.1, until - loop.time())))
+
+
+async def renew_lease(lease: sinkmod.Lease, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=sinkmod.LEASE_RENEW_S)
+            return
+        except TimeoutError:
+            pass
+        try:
+            await asyncio.to_thread(lease.write)
+        except Exception as exc:  # noqa: BLE001 - storage trouble shows in the part writes too
+            log.warning("lease renewal failed", extra={"error": str(exc)[:200]})
+
+
+def arm_stop_watchdog(unflushed: Callable[[], int], code: int) -> threading.Timer:
+    """After SIGTERM/SIGINT: exit within STOP_GRACE_S whatever storage does (a hung PUT cannot hold us)."""
+    def fire() -> None:
+        n = unflushed()
+        print(f"benchpilot: storage did not answer within {STOP_GRACE_S:g}s of the stop signal; exiting with "
+              f"{n} result rows not written (those cases will run again)", file=sys.stderr, flush=True)
+        os._exit(code)
+    timer = threading.Timer(STOP_GRACE_S, fire)
+    timer.daemon = True
+    timer.start()
+    return timer

@@ -1,4 +1,11 @@
-"""``benchpilot run``: every shard of a manifest on this machine, concurrently, with a progress bar."""
+"""``benchpilot run``: every shard of a manifest on this machine, concurrently, with a progress bar.
+
+Exit codes (README): 0 every case has a final outcome (or the budget stopped the run cleanly);
+1 result rows could not be written; 2 configuration error (also: the endpoint refused the key,
+another writer holds the run); 3 cases left without a final outcome (infrastructure errors,
+timeouts, an endpoint that is down) — the same command again retries only those; 130/143 stopped
+by SIGINT/SIGTERM after flushing what was done.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +15,16 @@ import os
 import signal
 import sys
 import time
-from dataclasses import replace
 
 from . import report as reportmod
 from . import sink as sinkmod
-from .execute import finish_run, local_uid, retrieval_kind, run_shard
+from .budget import BudgetTracker
+from .execute import (acquire_lease, arm_stop_watchdog, finish_run, local_uid, outcome, renew_lease,
+                      retrieval_kind, run_shard)
 from .health import Heartbeat, serve
 from .metrics import RunnerMetrics
-from .models import build_client
-from .spec import RunSpec, iter_cases
+from .models import build_clients
+from .spec import CONFIG_ERROR_EXIT, RunSpec
 from .suites.workflow.case import CaseRunner
 
 log = logging.getLogger("benchpilot.local")
@@ -56,13 +64,8 @@ class Progress:
             self._bar.stop()
 
 
-async def run_local(spec: RunSpec, *, output: str | None = None, shards: int | None = None,
-                    metrics_port: int | None = None, show_progress: bool = True,
-                    retriever=None) -> int:
-    if output:
-        spec = replace(spec, output=replace(spec.output, uri=output))
-    if shards:
-        spec = replace(spec, sharding=replace(spec.sharding, shards=shards))
+async def run_local(spec: RunSpec, *, metrics_port: int | None = None, show_progress: bool = True,
+                    retriever=None, transport=None) -> int:
     fs, root = sinkmod.open_uri(spec.output.uri)
     uid = spec.uid or local_uid(spec, retrieval_kind(retriever))
     run_dir = sinkmod.run_path(root, spec.namespace, spec.name, uid)
@@ -71,62 +74,87 @@ async def run_local(spec: RunSpec, *, output: str | None = None, shards: int | N
     metrics = RunnerMetrics()
     heartbeat = Heartbeat(spec.limits.hang_timeout_s,
                           on_beat=lambda ts: metrics.last_progress.labels(spec.name).set(ts))
-    client, closer = build_client(spec, metrics, heartbeat)
-    runner = CaseRunner(spec, retriever=retriever, client=client, on_progress=heartbeat.beat)
-    known_parts = await asyncio.to_thread(sinkmod.read_run_parts, fs, run_dir)  # each part read once
-    done_before = set().union(*known_parts.values())
+    endpoints = build_clients(spec, metrics, heartbeat, transport=transport)
+    writer = sinkmod.new_writer_id()
+    shards = spec.sharding.shards
+    try:
+        lease = await acquire_lease(fs, run_dir, list(range(shards)), writer, wait_s=0.0)
+    except sinkmod.WriterConflict as exc:
+        await endpoints.close()
+        print(f"benchpilot: error: {exc}", file=sys.stderr)
+        return CONFIG_ERROR_EXIT
+    server = None
+    try:
+        server = await serve(heartbeat, metrics.registry, "127.0.0.1", metrics_port) if metrics_port else None
+        return await _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, retriever, show_progress)
+    finally:
+        await endpoints.close()
+        if server:
+            await server.cleanup()
+        await asyncio.to_thread(lease.release)
+
+
+async def _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, retriever, show_progress) -> int:
+    runner = CaseRunner(spec, retriever=retriever, endpoints=endpoints, on_progress=heartbeat.beat)
+    state = await asyncio.to_thread(sinkmod.read_state, fs, run_dir, recursive=True)  # each part read once
+    budget = BudgetTracker(spec.budget, spent_usd=state.spent_usd, spent_tokens=state.spent_tokens)
     total = spec.total_cases
-    all_ids = {c.case_id for c in iter_cases(spec.matrix)}
     progress = Progress(total, enabled=show_progress)
-    progress.done = len(done_before & all_ids)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    interrupted = []
+    interrupted: list[str] = []
+    sinks: list = []
 
     def on_signal(signame: str) -> None:
         if interrupted:
             os._exit(130)  # second Ctrl-C: the user means it
         interrupted.append(signame)
         log.warning("stopping: no new cases, flushing what is done", extra={"signal": signame})
+        arm_stop_watchdog(lambda: sum(len(x.buffer) for x in sinks), 130 if signame == "SIGINT" else 143)
         stop.set()
+
+    def on_case_done(row: dict | None) -> None:
+        budget.add(row)
+        progress.advance(1, row["status"] if row else None)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig.name)
-    server = await serve(heartbeat, metrics.registry, "127.0.0.1", metrics_port) if metrics_port else None
     fs_uri = fs.unstrip_protocol(run_dir)
-    log.info("sweep start", extra={"run": spec.name, "cases": total, "already_done": len(done_before),
-                                   "retrieval": retrieval_kind(retriever),
-                                   "shards": spec.sharding.shards, "output": fs_uri})
+    log.info("sweep start", extra={"run": spec.name, "cases": total, "with_final_result": len(state.done),
+                                   "retrieval": retrieval_kind(retriever), "shards": spec.sharding.shards,
+                                   "output": fs_uri, "writer": lease.writer})
     heartbeat.busy = True
+    renew_stop = asyncio.Event()
+    renewer = asyncio.create_task(renew_lease(lease, renew_stop))
     try:
         results = await asyncio.gather(*(
             run_shard(spec, i, spec.sharding.shards, fs=fs, run_dir=run_dir, runner=runner, metrics=metrics,
                       heartbeat=heartbeat, stop=stop, concurrency=spec.sharding.concurrency_per_shard,
-                      skip=done_before, known_parts=known_parts,
-                      on_case_done=lambda row: progress.advance(1, row["status"]))
+                      state=state, writer=lease.writer, gate=budget.exhausted, on_case_done=on_case_done,
+                      sinks=sinks)
             for i in range(spec.sharding.shards)))
     finally:
         heartbeat.busy = False
+        renew_stop.set()
+        await renewer
         progress.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        if closer:
-            await closer()
-        if server:
-            await server.cleanup()
-    complete = all(r.complete for r in results)
-    if complete:
+    if all(r.complete for r in results) and not interrupted:
         await finish_run(spec, fs, run_dir, uid)
     ran = sum(r.ran for r in results)
+    already = sum(r.already_done for r in results)
     summary = reportmod.summarize(await asyncio.to_thread(reportmod.load, fs_uri))
     if show_progress:
         reportmod.render_table(summary)
-    print(f"{ran} cases run now, {len(done_before)} were already done; results: {fs_uri}", file=sys.stderr)
+    auth = {n: why for n, (st, why) in endpoints.unavailable().items() if st == "auth_refused"}
+    code, lines = outcome(results, interrupted=interrupted[0] if interrupted else None, auth_refused=bool(auth))
+    print(f"{ran} cases run now, {already} were already done; results: {fs_uri}", file=sys.stderr)
+    if spec.budget.max_cost_usd is not None or spec.budget.max_tokens is not None or budget.spent_usd:
+        print(f"spent so far: ${budget.spent_usd:.4f}, {budget.spent_tokens} tokens", file=sys.stderr)
+    for line in lines:
+        print(line, file=sys.stderr)
     if interrupted:
         print(f"interrupted ({interrupted[0]}): {summary['total']}/{total} cases have results; "
               "run the same command again to resume", file=sys.stderr)
-        return 130 if interrupted[0] == "SIGINT" else 143
-    if not complete:
-        print("some rows could not be written; run the same command again to finish", file=sys.stderr)
-        return 1
-    return 0
+    return code

@@ -7,19 +7,22 @@ import logging
 import sys
 import time
 
+from .redact import scrub, scrub_deep
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-               "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
+               "level": record.levelname.lower(), "logger": record.name, "msg": scrub(record.getMessage())}
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                out[key] = value
+                out[key] = scrub_deep(value)
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+            out["exc"] = scrub(self.formatException(record.exc_info))
+        # a secret may hide in a value json renders differently (bytes, objects): scrub the line too
+        return scrub(json.dumps(out, default=str))
 
 
 def setup(level: str = "INFO", stream=None) -> None:

@@ -48,5 +48,9 @@ class RunnerMetrics:
         self.memory_request = Gauge("benchpilot_memory_request_bytes",
                                     "Memory this runner was sized for (the pod's request).", ["run"], registry=r)
         r.register(_RSSCollector())
+        self.tokens = Counter("benchpilot_tokens", "LLM tokens used, by kind (prompt, completion).",
+                              ["run", "model", "kind"], registry=r)
+        self.cost = Counter("benchpilot_cost_usd", "Cost of the cases finished, in USD, from the models' prices.",
+                            ["run", "model"], registry=r)
         self.cases_planned = Gauge("benchpilot_shard_cases", "Cases of this process's shards, by state.",
                                    ["run", "state"], registry=r)

@@ -1,41 +1,117 @@
-"""Building the endpoint client a spec needs (none when every model is simulated)."""
+"""Building the endpoint clients a spec needs: one client, pool and limiter per endpoint.
+
+Every shard of a process shares them, so an endpoint's limits hold for the whole process; a pod
+is given its share of the run's limit (``shares``). Keys come from the environment only, are
+registered with :mod:`.redact` so no output carries them, and a missing key is an error where the
+spec asked for one (a Secret reference or a named variable) and a warning otherwise.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-from typing import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Mapping
 
+from . import redact
 from .health import Heartbeat
 from .llm.client import AiohttpTransport, OpenAIClient, Transport
-from .llm.limits import TokenBucket
+from .llm.limits import EndpointLimiter
 from .metrics import RunnerMetrics
 from .spec import RunSpec, SpecError
 
+log = logging.getLogger("benchpilot.models")
 
-def build_client(spec: RunSpec, metrics: RunnerMetrics, heartbeat: Heartbeat, *,
-                 transport: Transport | None = None, concurrency: int | None = None,
-                 ) -> tuple[OpenAIClient | None, Callable[[], Awaitable[None]] | None]:
-    """The shared client for ``openai/...`` models, with the shard's rate limit and metrics."""
-    if not spec.needs_endpoint():
-        return None, None
-    key = os.environ.get(spec.endpoint.api_key_env)
-    if spec.endpoint.api_key_secret and not key:
-        raise SpecError("spec.endpoint.apiKeySecretRef",
-                        f"the API key is expected in environment variable {spec.endpoint.api_key_env}, "
-                        "which is not set")
-    own = transport is None
-    if own:
-        transport = AiohttpTransport(limit=concurrency or spec.sharding.concurrency_per_shard)
 
-    def observe(api_model: str, code: str, seconds: float) -> None:
-        model = f"openai/{api_model}"  # the matrix's name, as in benchpilot_cases_total
-        metrics.llm_requests.labels(spec.name, model, code).inc()
-        metrics.llm_request_seconds.labels(spec.name, model).observe(seconds)
+@dataclass
+class Endpoints:
+    """The clients of a run's endpoints, by endpoint name."""
+
+    clients: dict[str, OpenAIClient] = field(default_factory=dict)
+    limiters: dict[str, EndpointLimiter] = field(default_factory=dict)
+    _own: list[AiohttpTransport] = field(default_factory=list)
+
+    def get(self, endpoint: str) -> OpenAIClient:
+        return self.clients[endpoint]
+
+    def unavailable(self) -> dict[str, tuple[str, str]]:
+        """Endpoints taken out of the run: name -> (state, reason)."""
+        return {n: (c.health.state, c.health.reason) for n, c in self.clients.items() if not c.health.available}
+
+    async def close(self) -> None:
+        for t in self._own:
+            await t.close()
+
+
+def _field_of(spec: RunSpec, name: str) -> str:
+    idx = [e.name for e in spec.endpoints].index(name)
+    return f"spec.endpoints[{idx}]"
+
+
+def build_clients(spec: RunSpec, metrics: RunnerMetrics, heartbeat: Heartbeat, *,
+                  transport: Transport | None = None, concurrency: int | None = None,
+                  fraction: float = 1.0, env: Mapping[str, str] | None = None) -> Endpoints:
+    """Clients for every endpoint a model of the matrix uses, each limited to ``fraction`` of the
+    endpoint's run-wide limits (1 locally, where every shard shares one limiter; a pod's share on a cluster)."""
+    env = os.environ if env is None else env
+    out = Endpoints()
+    used = {m.endpoint for m in spec.models if not m.simulated}
+    for ep in spec.endpoints:
+        if ep.name not in used:
+            continue
+        key = env.get(ep.key_env) or None
+        if not key and ep.key_required:
+            what = "apiKeySecretRef" if ep.api_key_secret else "apiKeyEnv"
+            raise SpecError(f"{_field_of(spec, ep.name)}.{what}",
+                            f"the API key of endpoint {ep.name!r} is expected in environment variable "
+                            f"{ep.key_env}, which is not set")
+        if not key:
+            log.warning("no API key for endpoint; requests go without Authorization",
+                        extra={"endpoint": ep.name, "variable": ep.key_env})
+        redact.register(key)
+        rpm, tpm, conc = scaled(ep, fraction)
+        limiter = EndpointLimiter(rpm, tpm, conc)
+        tr = transport
+        if tr is None:
+            tr = AiohttpTransport(limit=min(conc or 10**6, concurrency or spec.sharding.concurrency_per_shard
+                                            * spec.sharding.shards, 1000))
+            out._own.append(tr)
+        out.limiters[ep.name] = limiter
+        out.clients[ep.name] = OpenAIClient(
+            ep.base_url, key, transport=tr, limiter=limiter, request_timeout_s=ep.request_timeout_s,
+            max_retries=ep.max_retries, headers=dict(ep.headers), name=ep.name,
+            observer=_observer(spec, metrics, heartbeat))
+    return out
+
+
+MIN_RPM = 0.01  # a shard without a share yet waits (about one request a hundred minutes) until it gets one
+
+
+def scaled(ep, fraction: float) -> tuple[float | None, float | None, int | None]:
+    """An endpoint's (requests/min, tokens/min, concurrency) times ``fraction``."""
+    f = max(0.0, min(1.0, fraction))
+    rpm = max(MIN_RPM, ep.limits.requests_per_minute * f) if ep.limits.requests_per_minute else None
+    tpm = max(MIN_RPM, ep.limits.tokens_per_minute * f) if ep.limits.tokens_per_minute else None
+    conc = max(1, int(ep.limits.max_concurrency * f)) if ep.limits.max_concurrency else None
+    return rpm, tpm, conc
+
+
+def apply_fraction(spec: RunSpec, endpoints: Endpoints, fraction: float) -> None:
+    """A larger share arrived: raise every endpoint's rates (concurrency stays as started)."""
+    for ep in spec.endpoints:
+        if ep.name in endpoints.limiters:
+            rpm, tpm, _ = scaled(ep, fraction)
+            endpoints.limiters[ep.name].set_share(rpm, tpm)
+
+
+def _observer(spec: RunSpec, metrics: RunnerMetrics, heartbeat: Heartbeat):
+    def observe(label: str, code: str, seconds: float, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+        metrics.llm_requests.labels(spec.name, label, code).inc()
+        metrics.llm_request_seconds.labels(spec.name, label).observe(seconds)
+        if prompt_tokens:
+            metrics.tokens.labels(spec.name, label, "prompt").inc(prompt_tokens)
+        if completion_tokens:
+            metrics.tokens.labels(spec.name, label, "completion").inc(completion_tokens)
         if code.startswith("2"):
             heartbeat.beat()  # only an answer is progress; a failed request is not
-
-    client = OpenAIClient(spec.endpoint.base_url, key, transport=transport,
-                          limiter=TokenBucket(spec.endpoint.qps),
-                          request_timeout_s=spec.endpoint.request_timeout_s,
-                          max_retries=spec.endpoint.max_retries, observer=observe)
-    return client, (transport.close if own else None)
+    return observe

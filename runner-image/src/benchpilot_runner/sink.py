@@ -1,15 +1,20 @@
 """Parquet part-files on any fsspec URI, exactly once by ``case_id``.
 
-Layout (DESIGN.md)::
+Layout (DESIGN.md, with a writer id in part names — see docs/design.md)::
 
-    <uri>/<namespace>/<run>/<run-uid>/shard-00003/part-<attempt>-<seq>.parquet
+    <uri>/<namespace>/<run>/<run-uid>/shard-00003/part-<attempt>-<seq>-<writer>.parquet
     <uri>/<namespace>/<run>/<run-uid>/shard-00003/_SUCCESS
+    <uri>/<namespace>/<run>/<run-uid>/_writers/<writer>.json      # a live writer's lease
     <uri>/<namespace>/<run>/<run-uid>/_SUCCESS
 
 Each part is written whole in one PUT (``pipe_file``; on a local disk a temporary file renamed
-into place, so a kill never leaves half a part). A restarted shard reads the case ids already in
-its parts and skips them. Rows stay buffered until a write succeeds; failed writes are retried
-with backoff.
+into place, so a kill never leaves half a part). Part names carry a random writer id, so two
+writers never write the same name and no flushed row is ever overwritten. Rows stay buffered until
+a write succeeds; failed writes are retried with backoff.
+
+Resume: a case is done when a part holds a *final* row for it (success, partial, failure). Rows
+with ``error``/``timeout`` are the infrastructure's: the case runs again, with the next attempt
+number. Readers take one row per case: a final one if there is one, else the latest attempt.
 """
 
 from __future__ import annotations
@@ -22,15 +27,20 @@ import logging
 import os
 import random
 import re
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
+
+from .redact import scrub
+from .spec import FINAL_STATUSES
 
 log = logging.getLogger("benchpilot.sink")
 
@@ -42,22 +52,31 @@ SCHEMA = pa.schema([
     ("status", pa.string()), ("score", pa.float64()), ("error_type", pa.string()),
     ("error_message", pa.string()), ("latency_s", pa.float64()), ("turns", pa.int32()),
     ("tool_calls", pa.int32()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
-    ("started_at", _TS), ("finished_at", _TS),
+    ("cost_usd", pa.float64()), ("started_at", _TS), ("finished_at", _TS), ("details", pa.string()),
 ])
 COLUMNS = tuple(SCHEMA.names)
-PART_RE = re.compile(r"^part-(\d+)-(\d+)\.parquet$")
+_TEXT_COLUMNS = tuple(f.name for f in SCHEMA if f.type == pa.string())
+PART_RE = re.compile(r"^part-(\d+)-(\d+)(?:-([0-9a-z]+))?\.parquet$")
 SUCCESS = "_SUCCESS"
+WRITERS = "_writers"
+LEASE_TTL_S = 30.0  # a lease not renewed for this long belongs to a writer that is gone
+LEASE_RENEW_S = 10.0
+_FINAL = pa.array(list(FINAL_STATUSES))
 
 
 class OutputError(Exception):
     """The output location cannot be used (bad URI, no permission, unreachable)."""
 
 
+class WriterConflict(Exception):
+    """Another live writer is writing the same shard of the same run."""
+
+
 def open_uri(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem and root path of an fsspec URI (a plain path means the local disk)."""
     try:
         fs, path = fsspec.core.url_to_fs(uri)
-    except (ValueError, ImportError) as exc:
+    except (ValueError, ImportError, TypeError) as exc:
         raise OutputError(f"output URI {uri!r} is not usable: {exc}") from None
     if isinstance(fs, LocalFileSystem):
         path = os.path.abspath(path)
@@ -65,6 +84,9 @@ def open_uri(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
 
 
 def run_path(root: str, namespace: str, run: str, uid: str) -> str:
+    for part in (namespace, run, uid):  # the spec parser checks these; never let one escape the root
+        if not part or "/" in part or part in (".", ".."):
+            raise OutputError(f"{part!r} cannot be a folder name under the output")
     return f"{root}/{namespace}/{run}/{uid}"
 
 
@@ -72,8 +94,12 @@ def shard_name(shard: int) -> str:
     return f"shard-{shard:05d}"
 
 
-def part_name(attempt: int, seq: int) -> str:
-    return f"part-{attempt:05d}-{seq:05d}.parquet"
+def part_name(attempt: int, seq: int, writer: str) -> str:
+    return f"part-{attempt:05d}-{seq:05d}-{writer}.parquet"
+
+
+def new_writer_id() -> str:
+    return uuid.uuid4().hex[:10]
 
 
 def write_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
@@ -99,54 +125,186 @@ def check_writable(fs: fsspec.AbstractFileSystem, path: str) -> None:
         fs.rm(probe)
     except Exception as exc:  # noqa: BLE001 - any failure here means "not writable"; say which
         raise OutputError(f"output {fs.unstrip_protocol(path)} is not writable: "
-                          f"{type(exc).__name__}: {exc}") from None
+                          f"{type(exc).__name__}: {scrub(str(exc))[:300]}") from None
 
 
 def rows_to_parquet(rows: list[dict]) -> bytes:
-    table = pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=SCHEMA)
+    clean = []
+    for r in rows:
+        row = {c: r.get(c) for c in COLUMNS}
+        for c in _TEXT_COLUMNS:  # nothing that leaves the process carries a secret
+            if row[c] is not None:
+                row[c] = scrub(str(row[c]))
+        clean.append(row)
+    table = pa.Table.from_pylist(clean, schema=SCHEMA)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()
 
 
-def list_parts(fs: fsspec.AbstractFileSystem, shard_dir: str) -> list[str]:
-    """The part files of a shard directory, sorted (missing directory: none)."""
+def conform(table: pa.Table) -> pa.Table:
+    """A part's table in today's schema: columns added since it was written are null."""
+    cols = []
+    for f in SCHEMA:
+        if f.name in table.column_names:
+            cols.append(table.column(f.name).cast(f.type))
+        else:
+            cols.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(cols, schema=SCHEMA)
+
+
+def list_parts(fs: fsspec.AbstractFileSystem, folder: str, *, recursive: bool = False) -> list[str]:
+    """The part files under a folder, sorted (missing folder: none)."""
     try:
-        names = fs.ls(shard_dir, detail=False, refresh=True)
+        names = fs.find(folder) if recursive else fs.ls(folder, detail=False, refresh=True)
     except FileNotFoundError:
         return []
     return sorted(n for n in names if PART_RE.match(n.rsplit("/", 1)[-1]))
 
 
-def read_case_ids(fs: fsspec.AbstractFileSystem, part: str) -> list[str]:
+def read_part(fs: fsspec.AbstractFileSystem, part: str, columns: Iterable[str] | None = None) -> pa.Table:
     with fs.open(part, "rb") as fh:
-        return pq.read_table(fh, columns=["case_id"]).column("case_id").to_pylist()
+        pf = pq.ParquetFile(fh)
+        have = set(pf.schema_arrow.names)
+        cols = [c for c in (columns or COLUMNS) if c in have]
+        table = pf.read(columns=cols)
+    for c in columns or COLUMNS:
+        if c not in table.column_names:
+            table = table.append_column(SCHEMA.field(c), pa.nulls(table.num_rows, SCHEMA.field(c).type))
+    return table
 
 
-def read_parts(fs: fsspec.AbstractFileSystem, parts: Iterable[str],
-               known: Mapping[str, list[str]] | None = None) -> dict[str, list[str]]:
-    """The case ids of each readable part, taken from ``known`` where the caller has read it already.
+@dataclass
+class ResumeState:
+    """What the parts already hold: the cases with a final outcome, and attempts of the others.
 
-    An unreadable part is logged and left out: its cases run again.
+    Only ids are kept (a set and a dict), never rows: resuming after a million rows stays small.
     """
-    out: dict[str, list[str]] = {}
-    for part in parts:
-        if known is not None and part in known:
-            out[part] = known[part]
-            continue
+
+    done: set[str] = field(default_factory=set)
+    tries: dict[str, int] = field(default_factory=dict)  # case_id -> attempts so far (error/timeout rows)
+    parts: list[str] = field(default_factory=list)
+    max_attempt: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    spent_usd: float = 0.0  # what every row so far cost (error rows too: their tokens were used)
+    spent_tokens: int = 0
+
+    def add_table(self, table: pa.Table) -> None:
+        self.spent_usd += float(pc.sum(table.column("cost_usd")).as_py() or 0.0)
+        self.spent_tokens += int(pc.sum(table.column("prompt_tokens")).as_py() or 0) \
+            + int(pc.sum(table.column("completion_tokens")).as_py() or 0)
+        final = pc.is_in(table.column("status"), value_set=_FINAL)
+        self.done.update(table.column("case_id").filter(final).to_pylist())
+        rest = table.filter(pc.invert(final))
+        if rest.num_rows:
+            attempts = rest.column("attempt").fill_null(1).to_pylist()
+            for cid, a in zip(rest.column("case_id").to_pylist(), attempts):
+                if self.tries.get(cid, 0) < a:
+                    self.tries[cid] = a
+
+    def next_attempt(self, case_id: str) -> int:
+        return self.tries.get(case_id, 0) + 1
+
+
+def read_state(fs: fsspec.AbstractFileSystem, folder: str, *, recursive: bool) -> ResumeState:
+    """The resume state of a shard folder, or of a whole run (``recursive``: whatever shard wrote them)."""
+    state = ResumeState()
+    for part in list_parts(fs, folder, recursive=recursive):
         try:
-            out[part] = read_case_ids(fs, part)
+            table = read_part(fs, part, ("case_id", "status", "attempt", "cost_usd", "prompt_tokens",
+                                         "completion_tokens"))
         except Exception as exc:  # noqa: BLE001 - an unreadable part: its cases run again
+            state.unreadable.append(part)
             log.warning("unreadable part skipped; its cases will run again",
-                        extra={"part": part, "error": f"{type(exc).__name__}: {exc}"})
-    return out
+                        extra={"part": part, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            continue
+        state.parts.append(part)
+        state.max_attempt = max(state.max_attempt, int(PART_RE.match(part.rsplit("/", 1)[-1]).group(1)))
+        state.add_table(table)
+    return state
 
 
-def read_run_parts(fs: fsspec.AbstractFileSystem, run_dir: str) -> dict[str, list[str]]:
-    """The case ids of every part of a run, whatever shard wrote them (the shard count may have changed)."""
-    if not fs.exists(run_dir):
-        return {}
-    return read_parts(fs, sorted(p for p in fs.find(run_dir) if PART_RE.match(p.rsplit("/", 1)[-1])))
+# ----------------------------------------------------------------------------- writer leases
+
+
+@dataclass
+class Lease:
+    """This writer's claim on some shards of a run, renewed while it writes, removed when it ends."""
+
+    fs: fsspec.AbstractFileSystem
+    run_dir: str
+    writer: str
+    shards: list[int]
+    started: float = field(default_factory=time.time)
+
+    @property
+    def path(self) -> str:
+        return f"{self.run_dir}/{WRITERS}/{self.writer}.json"
+
+    def body(self) -> bytes:
+        return json.dumps({"writer": self.writer, "host": socket.gethostname(), "pid": os.getpid(),
+                           "shards": self.shards, "started": self.started, "renewed": time.time()}).encode()
+
+    def write(self) -> None:
+        write_whole(self.fs, self.path, self.body())
+
+    def others(self) -> list[dict]:
+        """Live leases of other writers on any of our shards, oldest first."""
+        try:
+            names = self.fs.ls(f"{self.run_dir}/{WRITERS}", detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        out = []
+        mine = set(self.shards)
+        for name in names:
+            if name.rsplit("/", 1)[-1] == f"{self.writer}.json" or not name.endswith(".json"):
+                continue
+            try:
+                info = json.loads(self.fs.cat_file(name))
+            except Exception:  # noqa: BLE001 - a lease that cannot be read (being written, removed) is ignored
+                continue
+            if not isinstance(info, dict) or not mine & set(info.get("shards") or []):
+                continue
+            age = time.time() - float(info.get("renewed") or 0)
+            if age > LEASE_TTL_S or _dead_here(info):
+                continue
+            info["age_s"] = round(age, 1)
+            out.append(info)
+        return sorted(out, key=lambda i: (i.get("started", 0), i.get("writer", "")))
+
+    def conflict(self) -> dict | None:
+        """The live writer that came first on one of our shards, if any (ties broken by writer id)."""
+        for info in self.others():
+            if (info.get("started", 0), info.get("writer", "")) < (self.started, self.writer):
+                return info
+        return None
+
+    def release(self) -> None:
+        try:
+            self.fs.rm(self.path)
+        except Exception as exc:  # noqa: BLE001 - a stale lease expires by itself
+            log.info("lease not removed; it expires by itself", extra={"error": str(exc)[:200]})
+
+
+def _dead_here(info: dict) -> bool:
+    """A lease of a process on this host that no longer exists (killed): stale at once."""
+    if info.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(info.get("pid")), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, TypeError, ValueError):
+        return False
+    return False
+
+
+def describe(info: dict) -> str:
+    return (f"writer {info.get('writer')} (pid {info.get('pid')} on {info.get('host')}, shards "
+            f"{','.join(map(str, (info.get('shards') or [])[:8]))}, lease renewed {info.get('age_s')}s ago)")
+
+
+# ----------------------------------------------------------------------------- the shard's sink
 
 
 @dataclass
@@ -160,40 +318,26 @@ class ShardSink:
     """Buffers result rows of one shard and writes them as whole Parquet parts."""
 
     def __init__(self, fs: fsspec.AbstractFileSystem, run_dir: str, shard: int, *, flush_rows: int,
-                 flush_s: float, on_flushed: Callable[[int], None] | None = None,
+                 flush_s: float, writer: str | None = None, attempt: int = 1,
+                 on_flushed: Callable[[int], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, max_backoff_s: float = 10.0):
         self.fs, self.run_dir, self.shard = fs, run_dir, shard
         self.dir = f"{run_dir}/{shard_name(shard)}"
         self.flush_rows, self.flush_s = flush_rows, flush_s
+        self.writer = writer or new_writer_id()
         self.on_flushed = on_flushed or (lambda n: None)
         self.clock = clock
         self.max_backoff_s = max_backoff_s
         self.buffer: list[dict] = []
         self.oldest: float | None = None
-        self.attempt = 1
+        self.attempt = attempt
         self.seq = 0
-        self.done: set[str] = set()
+        self.final: set[str] = set()  # cases this sink wrote a final row for
         self.stats = SinkStats()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
 
-    # ------------------------------------------------------------------ resume
-    def load_existing(self, known: Mapping[str, list[str]] | None = None) -> set[str]:
-        """Read the case ids already written for this shard and choose this attempt's number.
-
-        ``known`` holds parts the caller has read already (a local run reads the whole run first).
-        """
-        parts = list_parts(self.fs, self.dir)
-        attempts = [int(PART_RE.match(p.rsplit("/", 1)[-1]).group(1)) for p in parts]
-        self.attempt = max(attempts, default=0) + 1
-        for ids in read_parts(self.fs, parts, known).values():
-            self.done.update(ids)
-        self.stats.parts = [p.rsplit("/", 1)[-1] for p in parts]
-        return set(self.done)
-
-    # ------------------------------------------------------------------ writing
     def add(self, row: dict) -> None:
-        row["attempt"] = self.attempt
         self.buffer.append(row)
         if self.oldest is None:
             self.oldest = self.clock()
@@ -211,7 +355,7 @@ class ShardSink:
             backoff = 0.25
             while self.buffer:
                 rows = list(self.buffer)
-                name = part_name(self.attempt, self.seq)
+                name = part_name(self.attempt, self.seq, self.writer)
                 try:
                     data = rows_to_parquet(rows)
                     await asyncio.to_thread(write_whole, self.fs, f"{self.dir}/{name}", data)
@@ -230,7 +374,7 @@ class ShardSink:
                 self.seq += 1
                 self.stats.parts.append(name)
                 self.stats.rows_written += len(rows)
-                self.done.update(r["case_id"] for r in rows)
+                self.final.update(r["case_id"] for r in rows if r["status"] in FINAL_STATUSES)
                 self.on_flushed(len(rows))
             return True
 
@@ -246,33 +390,55 @@ class ShardSink:
             if self.due():
                 await self.flush()
 
-    def write_success(self, total_cases: int) -> dict:
-        """The shard's commit manifest; written last, once every case has a row."""
+    async def write_success(self, total_cases: int, counts: dict, *, deadline: float | None = None) -> bool:
+        """The shard's commit manifest, written last, once every case has a final row; retried like parts."""
         manifest = {
-            "shard": self.shard, "parts": sorted(self.stats.parts), "rows": len(self.done),
-            "cases": total_cases, "attempt": self.attempt,
+            "shard": self.shard, "parts": sorted(self.stats.parts), "rows": self.stats.rows_written,
+            "cases": total_cases, "attempt": self.attempt, "writer": self.writer, "counts": counts,
             "schema": [f"{f.name}:{f.type}" for f in SCHEMA],
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
-        write_whole(self.fs, f"{self.dir}/{SUCCESS}", json.dumps(manifest, indent=1).encode())
-        return manifest
+        return await put_retrying(self.fs, f"{self.dir}/{SUCCESS}", json.dumps(manifest, indent=1).encode(),
+                                  what="shard _SUCCESS", deadline=deadline, clock=self.clock)
+
+
+async def put_retrying(fs: fsspec.AbstractFileSystem, path: str, data: bytes, *, what: str,
+                       deadline: float | None = None, clock: Callable[[], float] = time.monotonic,
+                       attempts: int = 8) -> bool:
+    """One whole-object write, retried with backoff (a 503 from a busy store is no reason to fail)."""
+    backoff = 0.25
+    for i in range(attempts):
+        try:
+            await asyncio.to_thread(write_whole, fs, path, data)
+            return True
+        except Exception as exc:  # noqa: BLE001 - retried; the last failure is reported by the caller
+            log.warning(f"{what} write failed; retrying", extra={"path": path, "attempt": i + 1,
+                                                                 "error": f"{type(exc).__name__}: {exc}"[:300]})
+            if i == attempts - 1 or (deadline is not None and clock() + backoff > deadline):
+                return False
+            await asyncio.sleep(backoff * (0.5 + random.random() / 2))
+            backoff = min(10.0, backoff * 2)
+    return False
 
 
 def shard_succeeded(fs: fsspec.AbstractFileSystem, run_dir: str, shard: int) -> bool:
     return fs.exists(f"{run_dir}/{shard_name(shard)}/{SUCCESS}")
 
 
-def maybe_write_run_success(fs: fsspec.AbstractFileSystem, run_dir: str, shards: int, *, run: str,
-                            namespace: str, uid: str, total_cases: int) -> bool:
+async def maybe_write_run_success(fs: fsspec.AbstractFileSystem, run_dir: str, shards: int, *, run: str,
+                                  namespace: str, uid: str, total_cases: int) -> bool:
     """Write the run's ``_SUCCESS`` once every shard has its own; idempotent."""
     manifests = []
     for i in range(shards):
         try:
-            manifests.append(json.loads(fs.cat_file(f"{run_dir}/{shard_name(i)}/{SUCCESS}")))
+            manifests.append(json.loads(await asyncio.to_thread(fs.cat_file, f"{run_dir}/{shard_name(i)}/{SUCCESS}")))
         except FileNotFoundError:
             return False
+    counts: dict[str, int] = {}
+    for m in manifests:
+        for k, v in (m.get("counts") or {}).items():
+            counts[k] = counts.get(k, 0) + int(v)
     body = {"run": run, "namespace": namespace, "uid": uid, "shards": shards, "cases": total_cases,
-            "rows": sum(m.get("rows", 0) for m in manifests),
+            "rows": sum(m.get("rows", 0) for m in manifests), "counts": counts,
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat()}
-    write_whole(fs, f"{run_dir}/{SUCCESS}", json.dumps(body, indent=1).encode())
-    return True
+    return await put_retrying(fs, f"{run_dir}/{SUCCESS}", json.dumps(body, indent=1).encode(), what="run _SUCCESS")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass, field
+
+# The monotonic time by which the current case must finish (set by the scheduler for each case):
+# retries never wait past it.
+CASE_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("case_deadline", default=None)
 
 
 @dataclass
@@ -41,6 +46,18 @@ class LLMConnectionError(LLMError):
 
 class LLMBadResponse(LLMError):
     error_type = "bad_response"
+
+
+class LLMAuthError(LLMHTTPError):
+    """401/403: the endpoint refused the key. Not retried; a few in a row stop the endpoint."""
+
+    error_type = "auth_error"
+
+
+class EndpointUnavailable(LLMError):
+    """The endpoint was taken out of this run (it refused the key, or never answered)."""
+
+    error_type = "endpoint_unavailable"
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from ...llm.base import ChatResult, LLMError
+from ...llm.base import ChatResult, EndpointUnavailable, LLMError
 from ...spec import Case, RunSpec
 from . import flaws, generator, prompts
 from .generator import Retriever
@@ -20,7 +20,12 @@ TIMEOUT_ROW_FIELDS = ("turns", "tool_calls", "prompt_tokens", "completion_tokens
 
 
 class ChatClient(Protocol):
-    async def chat(self, model: str, messages: list[dict], tools: list[dict]) -> ChatResult: ...
+    async def chat(self, model: str, messages: list[dict], tools: list[dict], *, label: str | None = None,
+                   params: dict | None = None) -> ChatResult: ...
+
+
+class EndpointClients(Protocol):
+    def get(self, endpoint: str) -> ChatClient: ...
 
 
 @dataclass
@@ -37,11 +42,12 @@ class CaseProgress:
 class CaseRunner:
     """Runs cases of one spec. Shared by every concurrent case of a process: holds no per-case state."""
 
-    def __init__(self, spec: RunSpec, *, retriever: Retriever | None = None, client: ChatClient | None = None,
+    def __init__(self, spec: RunSpec, *, retriever: Retriever | None = None,
+                 endpoints: EndpointClients | None = None,
                  on_progress: Callable[[], None] | None = None, sleep=None):
         self.spec = spec
         self.retriever = retriever or generator.LexicalRetriever()
-        self.client = client
+        self.endpoints = endpoints
         self.on_progress = on_progress or (lambda: None)
         self._sleep = sleep
         self._tasks: dict[tuple, generator.Task] = {}
@@ -57,8 +63,20 @@ class CaseRunner:
                                                          retriever=self.retriever)
         return task
 
+    def available(self, case: Case) -> str | None:
+        """None when the case's model can run now; else why not (its endpoint was taken out of the run)."""
+        model = self.spec.model(case.model)
+        if model.simulated or self.endpoints is None:
+            return None
+        health = getattr(self.endpoints.get(model.endpoint), "health", None)
+        return None if health is None or health.available else health.reason
+
     async def run(self, case: Case, progress: CaseProgress) -> dict:
-        """The result fields of one case (status, score, errors, counters); never raises LLM errors."""
+        """The result fields of one case (status, score, errors, counters).
+
+        LLM errors become an ``error`` row, except :class:`EndpointUnavailable`, which is raised: the
+        case is left unrun (no row), to run once its endpoint works again.
+        """
         task = self.task_for(case)
         # the same defect for every model: seeded by the task, not by the case
         shown = flaws.inject(case.prompt_type, task.steps,
@@ -71,6 +89,8 @@ class CaseRunner:
         for _ in range(len(task.steps) * 2 + MAX_EXTRA_TURNS):
             try:
                 result = await chat(messages, tools)
+            except EndpointUnavailable:
+                raise
             except LLMError as exc:
                 error = exc
                 break
@@ -93,16 +113,17 @@ class CaseRunner:
         return row
 
     def _session(self, case: Case, task: generator.Task, shown: tuple) -> Callable:
-        provider, name = case.model.split("/", 1)
-        if provider == "sim":
+        model = self.spec.model(case.model)
+        if model.simulated:
             kwargs = {"sleep": self._sleep} if self._sleep else {}
             session = SimSession(case.model, self.spec.sim_model(case.model), task, case.prompt_type, shown,
                                  case.seed, **kwargs)
             return session.chat
-        if self.client is None:
+        if self.endpoints is None:
             raise RuntimeError(f"model {case.model} needs an endpoint client; none was configured")
-        client = self.client
+        client = self.endpoints.get(model.endpoint)
+        params = dict(model.params)
 
         async def chat(messages: list[dict], tools: list[dict]) -> ChatResult:
-            return await client.chat(name, messages, tools)
+            return await client.chat(model.model, messages, tools, label=model.name, params=params)
         return chat

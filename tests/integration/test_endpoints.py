@@ -101,3 +101,24 @@ def test_endpoint_names_and_keys_are_validated(tmp_path, fake_llm):
     out = run_cli("run", str(write_manifest(tmp_path / "nokey.yaml", doc)), "--no-progress",
                   env={"KEY_SLOW": "", "KEY_FAST": ""})
     assert out.returncode == 2 and "spec.endpoints[0].apiKeyEnv" in out.stderr and "KEY_SLOW" in out.stderr
+
+
+def test_plan_runs_a_pilot_and_prints_the_bounds(tmp_path, fake_llm):
+    env = {"KEY_SLOW": "key-slow-0123456789", "KEY_FAST": "key-fast-0123456789"}
+    doc = doc_for(fake_llm, "plan")
+    doc["spec"]["output"] = {"uri": str(tmp_path / "never")}
+    path = write_manifest(tmp_path / "plan.yaml", doc)
+    before = fake_llm.fake.requests["fixed-20"]
+    out = run_cli("plan", str(path), "--pilot", "3", "--format", "json", env=env)
+    assert out.returncode == 0, out.stderr[-1500:]
+    est = json.loads(out.stdout)
+    assert fake_llm.fake.requests["fixed-20"] - before == 9, "3 real cases for each of the 3 models"
+    alpha = est["models"]["alpha"]
+    assert alpha["requests"] == 32 and alpha["promptTokens"] == 32 * 50 and alpha["completionTokens"] == 32 * 10
+    assert alpha["costUSD"] == pytest.approx(32 * (50 * PRICE_IN + 10 * PRICE_OUT) / 1e6, abs=1e-4)
+    # 32 requests at 300 RPM, 64 at 900 RPM: the slow endpoint bounds the run
+    assert est["endpoints"]["slow-api"]["minMinutes"] == pytest.approx(32 / 300, abs=0.01)
+    assert est["wallTimeLowerBoundMinutes"] == est["endpoints"]["slow-api"]["minMinutes"]
+    assert not (tmp_path / "never").exists(), "a plan writes no results"
+    text = run_cli("plan", str(path), env=env)
+    assert text.returncode == 0 and "spec.estimate" in text.stdout and "memory request per pod" in text.stdout

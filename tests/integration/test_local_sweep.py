@@ -171,3 +171,14 @@ def test_report_dedupes_a_part_written_twice(tmp_path):
     assert summary["total"] == summary["distinct_case_ids"] == n
     assert summary["duplicate_rows_dropped"] == pq.read_metadata(part).num_rows > 0
     os.remove(copy)
+
+
+def test_report_says_when_a_part_cannot_be_read(tmp_path):
+    out = tmp_path / "out"
+    path = write_manifest(tmp_path / "m.yaml", manifest())
+    assert run_cli("run", str(path), "--output", str(out), "--no-progress").returncode == 0
+    broken = parts_under(out)[0].with_name("part-00009-00000-broken.parquet")
+    broken.write_bytes(b"PAR1 not really")
+    rep = run_cli("report", str(out), "--format", "json")
+    assert rep.returncode == 1 and "could not be read" in rep.stderr and broken.name in rep.stderr
+    assert json.loads(rep.stdout)["unreadable_parts"] == [str(broken)]

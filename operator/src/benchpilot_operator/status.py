@@ -12,6 +12,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field, replace
 
+from benchpilot_runner.estimate import estimate, from_spec
 from benchpilot_runner.redact import scrub
 from benchpilot_runner.spec import CONFIG_ERROR_EXIT, INCOMPLETE_EXIT, RunSpec
 
@@ -365,6 +366,7 @@ def reconcile(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict
         "conditions": conditions,
         "shardRetries": retries or None,
         "limitShares": {str(i): round(f, 6) for i, f in shares.items()} if shares else None,
+        "estimate": estimate(spec, from_spec(spec), source="spec.estimate"),
         "failedShards": [{"index": i, "reason": r, "message": scrub(m)[:300]}
                          for i, (r, m) in sorted(failed.items())[:MAX_FAILED_LISTED]] or None,
     }

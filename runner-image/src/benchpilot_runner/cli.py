@@ -27,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache", help="a cache folder made by 'benchpilot cache build' (tool retrieval)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar or summary table")
 
+    plan = sub.add_parser("plan", help="estimate cases, memory, requests, tokens, cost and time before running")
+    plan.add_argument("manifest")
+    plan.add_argument("--pilot", type=int, default=0, metavar="N",
+                      help="run N real cases per model first (costs what they cost) and estimate from them")
+    plan.add_argument("--format", choices=("text", "json"), default="text")
+
     shard = sub.add_parser("shard", help="run one shard (the pod entry point; shard from BENCHPILOT_SHARD[S])")
     shard.add_argument("--spec", help="resolved spec path (default $BENCHPILOT_SPEC or /etc/benchpilot/run.json)")
 
@@ -104,6 +110,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _error(exc)
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    import json
+
+    from . import estimate as E
+    from .manifest import load_manifest
+
+    try:
+        spec = load_manifest(args.manifest)
+        check_number(args.pilot, "--pilot", minimum=0, maximum=1000, integer=True)
+        if args.pilot:
+            from .pilot import run_pilot
+
+            per_case, source = asyncio.run(run_pilot(spec, args.pilot)), f"a pilot of {args.pilot} cases per model"
+        else:
+            per_case, source = E.from_spec(spec), "spec.estimate"
+    except SpecError as exc:
+        return _error(exc)
+    est = E.estimate(spec, per_case, source=source)
+    print(json.dumps(est, indent=2) if args.format == "json" else E.render(est))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from . import report
     from .sink import OutputError
@@ -123,6 +151,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         report.render_table(summary)
     if args.plot:
         print(f"plot written to {args.plot}", file=sys.stderr)
+    if summary["unreadable_parts"]:  # never a report that silently leaves rows out
+        print(f"benchpilot: warning: {len(summary['unreadable_parts'])} parts could not be read and are left out: "
+              f"{', '.join(summary['unreadable_parts'][:5])}", file=sys.stderr)
+        return 1
+    if summary.get("warning"):
+        print(f"benchpilot: warning: {summary['warning']}", file=sys.stderr)
     return 0
 
 
@@ -195,6 +229,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return main_shard(args.spec)
     if args.command == "report":
         return cmd_report(args)
+    if args.command == "plan":
+        return cmd_plan(args)
     if args.command == "healthcheck":
         return cmd_healthcheck(args)
     if args.command == "cache":

@@ -17,6 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -31,14 +32,23 @@ READ_COLUMNS = ("namespace", "run", "case_id", "model", "prompt_type", "task_typ
 
 @dataclass
 class Loaded:
-    table: pa.Table  # one row per case and result set
+    """Every row read (``raw``) and which of them are superseded (``losers``): one row per case remains."""
+
+    raw: pa.Table
+    losers: pa.Array  # row indices of raw that another row of the same case supersedes
     parts: int
-    raw_rows: int
     unreadable: list[str]
 
     @property
     def duplicates(self) -> int:
-        return self.raw_rows - self.table.num_rows
+        return len(self.losers)
+
+    @property
+    def table(self) -> pa.Table:
+        """One row per case (materialised on demand: summaries never need it)."""
+        keep = np.ones(self.raw.num_rows, dtype=bool)
+        keep[self.losers.to_numpy()] = False
+        return self.raw.filter(pa.array(keep))
 
     @property
     def rows(self) -> list[dict]:
@@ -53,32 +63,49 @@ def _uid_of(part: str) -> str:
 
 def _read(fs, part: str) -> tuple[str, pa.Table | None, str | None]:
     try:
-        table = read_part(fs, part, READ_COLUMNS)
-        table = table.append_column("uid", pa.array([_uid_of(part)] * table.num_rows, pa.string())
-                                    .dictionary_encode())
-        return part, table, None
+        table = read_part(fs, part, READ_COLUMNS, dictionaries=True)
+        uid = pa.DictionaryArray.from_arrays(pa.array(np.zeros(table.num_rows, np.int32)), pa.array([_uid_of(part)]))
+        return part, table.append_column("uid", uid), None
     except Exception as exc:  # noqa: BLE001 - report what could not be read, go on with the rest
         return part, None, f"{type(exc).__name__}: {exc}"[:300]
 
 
+def _plain(column) -> pa.ChunkedArray:
+    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+
+
 def dedupe(table: pa.Table) -> pa.Table:
     """One row per (namespace, run, uid, case_id): final first, then the latest attempt and finish."""
+    return table.take(winners(table))
+
+
+def losers_of(table: pa.Table, winners_: pa.Array) -> pa.Array:
+    keep = np.zeros(table.num_rows, dtype=bool)
+    keep[winners_.to_numpy()] = True
+    return pa.array(np.flatnonzero(~keep))
+
+
+def winners(table: pa.Table) -> pa.Array:
+    """The row indices that :func:`dedupe` keeps, ascending. Sorts a narrow table: key and ranks only."""
     if table.num_rows == 0:
-        return table
-    final = pc.is_in(table.column("status"), value_set=pa.array(list(FINAL_STATUSES))).cast(pa.int8())
-    key = pc.binary_join_element_wise(table.column("namespace").cast(pa.string()),
-                                      table.column("run").cast(pa.string()),
-                                      table.column("uid").cast(pa.string()),
-                                      table.column("case_id"), "/")
-    work = table.append_column("_key", key).append_column("_final", final)
-    order = pc.sort_indices(work, sort_keys=[("_key", "ascending"), ("_final", "descending"),
-                                             ("attempt", "descending"), ("finished_at", "descending")])
-    work = work.take(order)
-    keys = work.column("_key")
-    first = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))
-    mask = pa.concat_arrays([pa.array([True]), first.combine_chunks() if isinstance(first, pa.ChunkedArray)
-                             else first])
-    return work.filter(mask).drop_columns(["_key", "_final"])
+        return pa.array([], pa.int64())
+    sets = table.select(["namespace", "run", "uid"]).group_by(["namespace", "run", "uid"]).aggregate([])
+    if sets.num_rows == 1:
+        key = table.column("case_id")
+    else:
+        key = pc.binary_join_element_wise(_plain(table.column("namespace")), _plain(table.column("run")),
+                                          _plain(table.column("uid")), table.column("case_id"), "/")
+    final = pc.is_in(_plain(table.column("status")), value_set=pa.array(list(FINAL_STATUSES))).cast(pa.int8())
+    narrow = pa.table({"k": key, "f": final, "a": table.column("attempt").fill_null(1),
+                       "t": table.column("finished_at")})
+    order = pc.sort_indices(narrow, sort_keys=[("k", "ascending"), ("f", "descending"), ("a", "descending"),
+                                               ("t", "descending")])
+    del narrow
+    keys = key.take(order).combine_chunks() if isinstance(key, pa.ChunkedArray) else key.take(order)
+    first = pa.concat_arrays([pa.array([True]), pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))])
+    del keys
+    chosen = order.filter(first)
+    return chosen.take(pc.sort_indices(chosen))
 
 
 def load(uri: str) -> Loaded:
@@ -97,54 +124,74 @@ def load(uri: str) -> Loaded:
                 tables.append(table)
     if tables:
         raw = pa.concat_tables(tables, promote_options="permissive").unify_dictionaries()
-        raw = raw.set_column(raw.schema.get_field_index("uid"), "uid", raw.column("uid").cast(pa.string()))
+        del tables
+        losers = losers_of(raw, winners(raw))
     else:
         raw = pa.table({c: pa.array([], pa.string()) for c in (*READ_COLUMNS, "uid")})
-    return Loaded(table=dedupe(raw) if tables else raw, parts=len(parts), raw_rows=raw.num_rows,
-                  unreadable=unreadable)
+        losers = pa.array([], pa.int64())
+    return Loaded(raw=raw, losers=losers, parts=len(parts), unreadable=unreadable)
 
 
-def _groups(table: pa.Table, keys: list[str]) -> list[dict]:
-    """Per group: cases, rates, means, tokens, cost and counts per status (aggregated by Arrow)."""
+FINE = ["namespace", "run", "uid", "model", "prompt_type", "task_type", "status"]
+_SUMS = ("score", "latency_s", "prompt_tokens", "completion_tokens", "cost_usd")
+
+
+def _aggregate(table: pa.Table) -> list[dict]:
     if table.num_rows == 0:
         return []
-    sums = table.group_by(keys, use_threads=False).aggregate([
-        ("case_id", "count"), ("score", "sum"), ("latency_s", "sum"), ("prompt_tokens", "sum"),
-        ("completion_tokens", "sum"), ("cost_usd", "sum"), ("attempt", "max")]).to_pylist()
-    by_status = table.group_by([*keys, "status"], use_threads=False).aggregate([("case_id", "count")]).to_pylist()
-    counts: dict[tuple, dict] = {}
-    for r in by_status:
-        counts.setdefault(tuple(r[k] for k in keys), {})[r["status"]] = r["case_id_count"]
+    return table.group_by(FINE, use_threads=False).aggregate(
+        [("case_id", "count"), *[(c, "sum") for c in _SUMS], ("attempt", "max")]).to_pylist()
+
+
+def _fine(loaded: Loaded) -> list[dict]:
+    """One aggregation over every row, minus the superseded rows' (few): the finest grain every
+    summary is made of (a few hundred rows), without copying the million that remain."""
+    rows = {tuple(r[k] for k in FINE): r for r in _aggregate(loaded.raw)}
+    for r in _aggregate(loaded.raw.take(loaded.losers)) if len(loaded.losers) else []:
+        a = rows[tuple(r[k] for k in FINE)]
+        a["case_id_count"] -= r["case_id_count"]
+        for c in _SUMS:
+            a[f"{c}_sum"] = (a[f"{c}_sum"] or 0) - (r[f"{c}_sum"] or 0)
+    return [r for r in rows.values() if r["case_id_count"] > 0]
+
+
+def _groups(fine: list[dict], keys: list[str]) -> list[dict]:
+    """Per group of ``keys``: cases, rates, means, tokens, cost and counts per status."""
+    acc: dict[tuple, dict] = {}
+    for r in fine:
+        a = acc.setdefault(tuple(r[k] for k in keys), {"n": 0, "max_attempt": 1, "counts": {}, **{c: 0.0 for c in _SUMS}})
+        a["n"] += r["case_id_count"]
+        a["counts"][r["status"]] = a["counts"].get(r["status"], 0) + r["case_id_count"]
+        a["max_attempt"] = max(a["max_attempt"], int(r["attempt_max"] or 1))
+        for c in _SUMS:
+            a[c] += r[f"{c}_sum"] or 0
     out = []
-    for r in sorted(sums, key=lambda r: tuple(str(r[k]) for k in keys)):
-        n = r["case_id_count"]
-        c = counts.get(tuple(r[k] for k in keys), {})
-        out.append({**{k: r[k] for k in keys}, "cases": n,
+    for key in sorted(acc, key=lambda k: tuple(str(x) for x in k)):
+        a, n = acc[key], acc[key]["n"]
+        c = a["counts"]
+        out.append({**dict(zip(keys, key)), "cases": n,
                     "success_rate": round(c.get("success", 0) / n, 4),
                     "partial_rate": round(c.get("partial", 0) / n, 4),
-                    "mean_score": round((r["score_sum"] or 0) / n, 4),
-                    "mean_latency_s": round((r["latency_s_sum"] or 0) / n, 4),
-                    "prompt_tokens": int(r["prompt_tokens_sum"] or 0),
-                    "completion_tokens": int(r["completion_tokens_sum"] or 0),
-                    "cost_usd": round(float(r["cost_usd_sum"] or 0.0), 6),
-                    "max_attempt": int(r["attempt_max"] or 1),
+                    "mean_score": round(a["score"] / n, 4), "mean_latency_s": round(a["latency_s"] / n, 4),
+                    "prompt_tokens": int(a["prompt_tokens"]), "completion_tokens": int(a["completion_tokens"]),
+                    "cost_usd": round(float(a["cost_usd"]), 6), "max_attempt": a["max_attempt"],
                     "counts": {s: int(c.get(s, 0)) for s in STATUSES}})
     return out
 
 
 def summarize(loaded: Loaded) -> dict:
-    t = loaded.table
-    sets = _groups(t, ["namespace", "run", "uid"]) if t.num_rows else []
+    t = loaded.raw
+    fine = _fine(loaded)
+    sets = _groups(fine, ["namespace", "run", "uid"])
     several = len(sets) > 1
-    keys = (["namespace", "run", "uid"] if several else [])
+    keys = ["namespace", "run", "uid"] if several else []
     status = {s: 0 for s in STATUSES}
-    for r in t.group_by(["status"]).aggregate([("case_id", "count")]).to_pylist() if t.num_rows else []:
-        status[r["status"]] = r["case_id_count"]
+    for r in fine:
+        status[r["status"]] += r["case_id_count"]
     final = sum(status[s] for s in FINAL_STATUSES)
-    total_tokens = {k: int(pc.sum(t.column(k)).as_py() or 0) for k in ("prompt_tokens", "completion_tokens")} \
-        if t.num_rows else {"prompt_tokens": 0, "completion_tokens": 0}
+    tokens = {k: int(sum(r[f"{k}_sum"] or 0 for r in fine)) for k in ("prompt_tokens", "completion_tokens")}
     return {
-        "total": t.num_rows,
+        "total": t.num_rows - loaded.duplicates,
         "distinct_case_ids": int(pc.count_distinct(t.column("case_id")).as_py()) if t.num_rows else 0,
         "final": final,
         "retryable": status["error"] + status["timeout"],
@@ -157,11 +204,11 @@ def summarize(loaded: Loaded) -> dict:
                     "they are reported separately, never merged") if several else None,
         "runs": sorted({f"{s['namespace']}/{s['run']}" for s in sets}),
         "counts": {k: v for k, v in status.items() if v},
-        "tokens": total_tokens,
-        "cost_usd": round(float(pc.sum(t.column("cost_usd")).as_py() or 0.0), 6) if t.num_rows else 0.0,
-        "by_model_prompt_type": _groups(t, [*keys, "model", "prompt_type"]),
-        "by_task_type": _groups(t, [*keys, "model", "task_type"]),
-        "by_model": _groups(t, [*keys, "model"]),
+        "tokens": tokens,
+        "cost_usd": round(float(sum(r["cost_usd_sum"] or 0 for r in fine)), 6),
+        "by_model_prompt_type": _groups(fine, [*keys, "model", "prompt_type"]),
+        "by_task_type": _groups(fine, [*keys, "model", "task_type"]),
+        "by_model": _groups(fine, [*keys, "model"]),
     }
 
 

@@ -162,16 +162,21 @@ def list_parts(fs: fsspec.AbstractFileSystem, folder: str, *, recursive: bool = 
     return sorted(n for n in names if PART_RE.match(n.rsplit("/", 1)[-1]))
 
 
-def read_part(fs: fsspec.AbstractFileSystem, part: str, columns: Iterable[str] | None = None) -> pa.Table:
+DICTIONARY_COLUMNS = ("run", "namespace", "suite", "model", "prompt_type", "difficulty", "task_type", "status",
+                      "error_type")  # few distinct values: kept dictionary-encoded when read in bulk
+
+
+def read_part(fs: fsspec.AbstractFileSystem, part: str, columns: Iterable[str] | None = None, *,
+              dictionaries: bool = False) -> pa.Table:
     with fs.open(part, "rb") as fh:
-        pf = pq.ParquetFile(fh)
+        pf = pq.ParquetFile(fh, read_dictionary=list(DICTIONARY_COLUMNS) if dictionaries else None)
         have = set(pf.schema_arrow.names)
         cols = [c for c in (columns or COLUMNS) if c in have]
         table = pf.read(columns=cols)
     for c in columns or COLUMNS:
         if c not in table.column_names:
             table = table.append_column(SCHEMA.field(c), pa.nulls(table.num_rows, SCHEMA.field(c).type))
-    return table
+    return table.select(list(columns or COLUMNS))
 
 
 @dataclass

@@ -192,6 +192,15 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Expected:
+    """What one case is expected to use, for estimates before a run (``benchpilot plan``, status.estimate)."""
+
+    tokens_per_case: float | None = None
+    requests_per_case: float | None = None
+    prompt_token_share: float = 0.9  # of the tokens, the share that is prompt (priced as input)
+
+
+@dataclass(frozen=True)
 class Sharding:
     shards: int = 1
     concurrency_per_shard: int = 32
@@ -235,6 +244,7 @@ class RunSpec:
     limits: Limits
     output: Output
     budget: Budget = Budget()
+    expected: Expected = Expected()
     cache_claim: str | None = None
     cache_path: str | None = None
     suspend: bool = False
@@ -578,8 +588,8 @@ def _parse_endpoints(s: _Fields) -> tuple[Endpoint, ...]:
     return tuple(out)
 
 
-_SPEC_FIELDS = ("suite", "suiteConfig", "matrix", "endpoint", "endpoints", "budget", "sharding", "resources",
-                "cache", "limits", "output", "suspend", "simulation", "failurePolicy")
+_SPEC_FIELDS = ("suite", "suiteConfig", "matrix", "endpoint", "endpoints", "budget", "estimate", "sharding",
+                "resources", "cache", "limits", "output", "suspend", "simulation", "failurePolicy")
 
 
 def parse_manifest(doc: Any, *, namespace_default: str = "default") -> RunSpec:
@@ -664,6 +674,12 @@ def parse_manifest(doc: Any, *, namespace_default: str = "default") -> RunSpec:
     budget = Budget(max_cost_usd=bud.number("maxCostUSD", None, minimum=0.0, maximum=1e9, exclusive_min=True),
                     max_tokens=bud.number("maxTokens", None, minimum=1, maximum=10**15, integer=True))
 
+    est = s.sub("estimate", ("expectedTokensPerCase", "expectedRequestsPerCase", "promptTokenShare"))
+    expected = Expected(
+        tokens_per_case=est.number("expectedTokensPerCase", None, minimum=0.0, maximum=1e9),
+        requests_per_case=est.number("expectedRequestsPerCase", None, minimum=0.0, maximum=1e6),
+        prompt_token_share=est.number("promptTokenShare", 0.9, minimum=0.0, maximum=1.0))
+
     sh = s.sub("sharding", ("shards", "concurrencyPerShard", "maxParallelShards"))
     sharding = Sharding(
         shards=sh.number("shards", 1, minimum=1, maximum=10000, integer=True),
@@ -704,7 +720,7 @@ def parse_manifest(doc: Any, *, namespace_default: str = "default") -> RunSpec:
 
     spec = RunSpec(
         name=name, namespace=namespace, uid=uid, suite=suite, matrix=matrix, endpoints=endpoints, models=models,
-        budget=budget, sharding=sharding, resources=resources, limits=limits, output=output,
+        budget=budget, expected=expected, sharding=sharding, resources=resources, limits=limits, output=output,
         cache_claim=cache_claim, cache_path=cache_path, suspend=s.boolean("suspend", False),
         simulation=simulation,
         failure_policy=s.string("failurePolicy", "partial", allowed=("partial", "fail")),
@@ -762,6 +778,9 @@ def to_manifest(spec: RunSpec) -> dict:
                    "instances": m.instances, "toolSuccessRate": m.tool_success_rate},
         "endpoints": [_endpoint_doc(e) for e in spec.endpoints],
         "budget": _drop_none({"maxCostUSD": spec.budget.max_cost_usd, "maxTokens": spec.budget.max_tokens}),
+        "estimate": _drop_none({"expectedTokensPerCase": spec.expected.tokens_per_case,
+                                "expectedRequestsPerCase": spec.expected.requests_per_case,
+                                "promptTokenShare": spec.expected.prompt_token_share}),
         "sharding": {"shards": sh.shards, "concurrencyPerShard": sh.concurrency_per_shard,
                      "maxParallelShards": sh.max_parallel_shards},
         "resources": {"footprint": {"sharedMiB": r.shared_mib, "perWorkerMiB": r.per_worker_mib},

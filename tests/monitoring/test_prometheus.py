@@ -99,7 +99,9 @@ async def test_every_panel_query_returns_series_from_a_real_run(tmp_path, fake_l
                            simulation={"sim/mon": {"accuracy": 0.8, "latencySeconds": 0.2}},
                            endpoint={"baseURL": fake_llm.base_url, "qps": 100})
             doc["metadata"]["name"] = "mon-sweep"
-            doc["spec"]["matrix"].update(models=["sim/mon", "openai/slow-200"], instances=4,
+            priced = {"name": "openai/slow-200", "endpoint": "default", "model": "slow-200",
+                      "price": {"inputPerMillionTokens": 1.0, "outputPerMillionTokens": 2.0}}
+            doc["spec"]["matrix"].update(models=["sim/mon", priced], instances=4,
                                          promptTypes=["baseline", "optimal", "cot", "flawed_missing_step"],
                                          taskTypes=["simple_task", "basic_task", "data_pipeline", "api_integration"])
             path = write_manifest(tmp_path / "sweep.yaml", doc)

@@ -118,7 +118,7 @@ def read_share(path: str | None, shard: int) -> float | None:
 
 
 async def follow_shares(cfg: PodConfig, spec, endpoints, stop: asyncio.Event, *, start: float,
-                        every_s: float = 5.0) -> None:
+                        every_s: float = 2.0) -> None:
     """Re-read the shares file while the shard runs; take a larger share as soon as it is there."""
     current = start
     while not stop.is_set():

@@ -136,3 +136,16 @@ def test_values_schema_rejects_bad_values():
         render({"operator": {"resyncSeconds": 600}})
     with pytest.raises(Exception, match="(?i)pullPolicy|schema|validation"):
         render({"image": {"pullPolicy": "Sometimes"}})
+
+
+def test_values_memory_defaults_are_the_shared_constants():
+    """The memory formula's defaults are defined once (benchpilot_runner.spec); the chart must agree."""
+    from benchpilot_operator.config import OperatorConfig
+    from benchpilot_runner import spec as S
+
+    runner = yaml.safe_load((CHART / "values.yaml").read_text())["runner"]
+    assert (runner["baseMiB"], runner["headroomRatio"], runner["headroomMinMiB"], runner["limitFactor"]) == (
+        S.BASE_MIB, S.HEADROOM_RATIO, S.HEADROOM_MIN_MIB, S.LIMIT_FACTOR)
+    cfg = OperatorConfig()
+    assert (cfg.base_mib, cfg.headroom_ratio, cfg.headroom_min_mib, cfg.limit_factor) == (
+        S.BASE_MIB, S.HEADROOM_RATIO, S.HEADROOM_MIN_MIB, S.LIMIT_FACTOR)

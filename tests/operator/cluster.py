@@ -153,22 +153,24 @@ async def eventually(fn, timeout: float = 15.0, what: str = "condition", interva
 
 @contextlib.asynccontextmanager
 async def operator(url: str, **config):
-    """The real kopf operator with benchpilot's handlers, against ``url``, until the block ends."""
+    """The real kopf operator with benchpilot's handlers, against ``url``, until the block ends.
+
+    Yields its :class:`OperatorState` (configuration, metrics): built here, handed in through kopf's memo."""
     import kopf
 
-    from benchpilot_operator import handlers
+    from benchpilot_operator import handlers  # noqa: F401 - registers the handlers
+    from benchpilot_operator.config import OperatorConfig
+    from benchpilot_operator.state import OperatorState
 
-    saved = handlers.CONFIG
-    handlers.CONFIG = dataclasses.replace(saved, api_server=url, metrics_port=0, liveness_port=0, **config)
+    state = OperatorState.build(dataclasses.replace(OperatorConfig.from_env(), api_server=url, metrics_port=0,
+                                                    liveness_port=0, **config))
     stop = asyncio.Event()
     ready = asyncio.Event()
-    task = asyncio.create_task(kopf.operator(clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready))
+    task = asyncio.create_task(kopf.operator(clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready,
+                                             memo=kopf.Memo(state=state)))
     try:
         await asyncio.wait_for(ready.wait(), 15)
-        yield
+        yield state
     finally:
         stop.set()
-        try:
-            await asyncio.wait_for(task, 20)
-        finally:
-            handlers.CONFIG = saved
+        await asyncio.wait_for(task, 20)

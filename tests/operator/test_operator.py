@@ -10,7 +10,6 @@ import uuid
 
 import pytest
 
-from benchpilot_operator import handlers
 from benchpilot_runner import spec as S
 from tests.helpers import BENCHPILOT, ROOT, manifest
 from tests.operator.cluster import eventually, operator
@@ -57,12 +56,12 @@ async def test_run_becomes_sized_jobs_and_succeeds(cluster):
                   endpoint={"baseURL": "http://llm:8000/v1", "apiKeySecretRef": {"name": "llm", "key": "token"}},
                   output={"uri": "s3://bucket/prefix", "credentialsSecretRef": {"name": "s3-creds"}})
     doc["spec"]["matrix"]["models"] = ["sim/strong", "openai/gpt-test"]
-    async with operator(cluster.url):
+    async with operator(cluster.url) as op:
         created = await cluster.apply_run(doc)
         uid = created["metadata"]["uid"]
         jobs = await jobs_count(cluster, ns, "sweep", 3)
         st = await status_of(cluster, ns, "sweep", phase="Pending")
-        cfg = handlers.CONFIG
+        cfg = op.config
         # memory from the footprint formula: base + shared + perWorker × concurrency, plus headroom
         need = cfg.base_mib + 300 + 10 * 4
         request = int(-(-(need + max(cfg.headroom_min_mib, cfg.headroom_ratio * need)) // 1))
@@ -114,7 +113,7 @@ async def test_run_becomes_sized_jobs_and_succeeds(cluster):
 async def test_at_most_max_parallel_shards_unfinished(cluster):
     ns = ns_()
     doc = run_doc("queue", ns, sharding={"shards": 5, "concurrencyPerShard": 2, "maxParallelShards": 2})
-    async with operator(cluster.url):
+    async with operator(cluster.url) as op:
         await cluster.apply_run(doc)
         jobs = await jobs_count(cluster, ns, "queue", 2)
         assert [j["metadata"]["name"] for j in jobs] == ["queue-s0", "queue-s1"]
@@ -129,7 +128,7 @@ async def test_oom_killed_shard_is_recreated_bigger_then_fails_at_the_bound(clus
     ns = ns_()
     doc = run_doc("oom", ns, sharding={"shards": 1, "concurrencyPerShard": 2},
                   resources={"footprint": {"sharedMiB": 100, "perWorkerMiB": 10}, "maxPodMemory": "8Gi"})
-    async with operator(cluster.url, max_oom_retries=2):
+    async with operator(cluster.url, max_oom_retries=2) as op:
         await cluster.apply_run(doc)
         (job,) = await jobs_count(cluster, ns, "oom", 1)
         first = container(job)["resources"]["requests"]["memory"]
@@ -151,7 +150,7 @@ async def test_oom_killed_shard_is_recreated_bigger_then_fails_at_the_bound(clus
             assert st["shardRetries"]["0"]["oomKilled"] == attempt
         assert sizes[1] == -(-int(sizes[0] * 1.5) // 1) or abs(sizes[1] - sizes[0] * 1.5) <= 1
         assert abs(sizes[2] - sizes[1] * 1.5) <= 1
-        retries = handlers.METRICS.retries.labels(f"{ns}/oom", "OOMKilled")._value.get()
+        retries = op.metrics.retries.labels(f"{ns}/oom", "OOMKilled")._value.get()
         assert retries == 2
         pod = await cluster.start_pod(job)
         await cluster.oom_kill(job, pod)
@@ -164,14 +163,14 @@ async def test_oom_killed_shard_is_recreated_bigger_then_fails_at_the_bound(clus
 async def test_restarted_operator_creates_no_duplicate_jobs(cluster):
     ns = ns_()
     doc = run_doc("restart", ns, sharding={"shards": 4, "concurrencyPerShard": 2, "maxParallelShards": 4})
-    async with operator(cluster.url):
+    async with operator(cluster.url) as op:
         await cluster.apply_run(doc)
         jobs = await jobs_count(cluster, ns, "restart", 4)
         await cluster.complete(jobs[0])
         await status_of(cluster, ns, "restart", shardSummary="1/4")
     posts_before = cluster.posts(f"/namespaces/{ns}/jobs")
     assert posts_before == 4
-    async with operator(cluster.url):
+    async with operator(cluster.url) as op:
         await status_of(cluster, ns, "restart", shardSummary="1/4")
         for j in jobs[1:]:
             await cluster.complete(j)
@@ -187,7 +186,7 @@ async def test_invalid_spec_is_refused_and_others_still_run(cluster):
     big = run_doc("huge", ns, resources={"footprint": {"sharedMiB": 9000, "perWorkerMiB": 10},
                                          "maxPodMemory": "4Gi"})
     good = run_doc("good", ns, sharding={"shards": 1})
-    async with operator(cluster.url):
+    async with operator(cluster.url) as op:
         await cluster.apply_run(bad)
         await cluster.apply_run(big)
         await cluster.apply_run(good)
@@ -210,7 +209,7 @@ async def test_concurrency_is_lowered_to_fit(cluster):
     doc = run_doc("fit", ns, sharding={"shards": 1, "concurrencyPerShard": 64},
                   resources={"footprint": {"sharedMiB": 200, "perWorkerMiB": 50}, "maxPodMemory": "2Gi"})
     doc["spec"]["matrix"]["instances"] = 20
-    async with operator(cluster.url):
+    async with operator(cluster.url) as op:
         await cluster.apply_run(doc)
         (job,) = await jobs_count(cluster, ns, "fit", 1)
         env = {e["name"]: e.get("value") for e in container(job)["env"]}
@@ -225,7 +224,7 @@ async def test_concurrency_is_lowered_to_fit(cluster):
 async def test_suspend_and_resume(cluster):
     ns = ns_()
     doc = run_doc("pause", ns, sharding={"shards": 3, "concurrencyPerShard": 2, "maxParallelShards": 1})
-    async with operator(cluster.url):
+    async with operator(cluster.url) as op:
         await cluster.apply_run(doc)
         (job,) = await jobs_count(cluster, ns, "pause", 1)
         await cluster.start_pod(job)
@@ -248,7 +247,7 @@ async def test_failed_shards_give_partial_success_or_failure(cluster):
     ns = ns_()
     partial = run_doc("part", ns, sharding={"shards": 2}, failurePolicy="partial")
     strict = run_doc("strict", ns, sharding={"shards": 2}, failurePolicy="fail")
-    async with operator(cluster.url):
+    async with operator(cluster.url) as op:
         for doc in (partial, strict):
             await cluster.apply_run(doc)
         for name in ("part", "strict"):
@@ -263,12 +262,12 @@ async def test_failed_shards_give_partial_success_or_failure(cluster):
                                        "message": "Job was active longer than specified deadline"}]
         st = await status_of(cluster, ns, "strict", phase="Failed")
         assert next(c for c in st["conditions"] if c["type"] == "Failed")["status"] == "True"
-        assert handlers.METRICS.retries.labels(f"{ns}/part", "DeadlineExceeded")._value.get() == 1
+        assert op.metrics.retries.labels(f"{ns}/part", "DeadlineExceeded")._value.get() == 1
 
 
 async def test_delete_leaves_children_to_owner_references(cluster):
     ns = ns_()
-    async with operator(cluster.url):
+    async with operator(cluster.url) as op:
         created = await cluster.apply_run(run_doc("gone", ns, sharding={"shards": 2}))
         jobs = await jobs_count(cluster, ns, "gone", 2)
         cms = [c for c in await cluster.configmaps(ns) if c["metadata"]["name"] == "gone-spec"]
@@ -285,7 +284,7 @@ async def test_delete_leaves_children_to_owner_references(cluster):
                 return True
             return False
         await eventually(gone, what="run deleted (finalizer released)")
-        assert f"{ns}/gone" not in handlers.METRICS._phase
+        assert f"{ns}/gone" not in op.metrics._phase
 
 
 async def test_children_of_another_run_with_the_same_name_are_ignored(cluster):
@@ -298,7 +297,7 @@ async def test_children_of_another_run_with_the_same_name_are_ignored(cluster):
              "spec": {"template": {"metadata": {"labels": {}}, "spec": {"containers": [{"name": "runner"}]}}},
              "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
     await cluster._req("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", stale)
-    async with operator(cluster.url):
+    async with operator(cluster.url) as op:
         await cluster.apply_run(run_doc("twin", ns, sharding={"shards": 1}))
         st = await status_of(cluster, ns, "twin", phase="Pending")
         assert st["shards"]["succeeded"] == 0, "the namesake's completed Job must not count"
@@ -312,7 +311,7 @@ async def test_progress_is_scraped_from_real_runner_pods(cluster, tmp_path):
                   output={"uri": f"file://{tmp_path}/out", "flushEveryRows": 2, "flushEverySeconds": 1})
     doc["spec"]["matrix"].update(models=["sim/slow"], instances=4)
     procs = []
-    async with operator(cluster.url):
+    async with operator(cluster.url) as op:
         await cluster.apply_run(doc)
         jobs = await jobs_count(cluster, ns, "live", 2)
         (cm,) = [c for c in await cluster.configmaps(ns) if c["metadata"]["name"] == "live-spec"]
@@ -367,7 +366,7 @@ async def test_limit_shares_never_sum_above_the_limit_as_shards_start_and_finish
             return got if got == expected else None
         return await eventually(check, what=f"limitShares {expected}")
 
-    async with operator(cluster.url):
+    async with operator(cluster.url) as op:
         await cluster.apply_run(doc)
         jobs = await jobs_count(cluster, ns, "shares", 2)
         await shares_are({"0": 0.5, "1": 0.5})
@@ -398,7 +397,7 @@ async def test_budget_stop_is_a_condition_and_raising_the_budget_resumes(cluster
     doc = run_doc("budget", ns, sharding={"shards": 2}, budget={"maxCostUSD": 1.0},
                   endpoint={"baseURL": "http://llm:8000/v1"})
     doc["spec"]["matrix"]["models"] = [{"name": "paid", "price": {"inputPerMillionTokens": 5}}]
-    async with operator(cluster.url):
+    async with operator(cluster.url) as op:
         await cluster.apply_run(doc)
         jobs = await jobs_count(cluster, ns, "budget", 2)
         for job in jobs:
@@ -423,7 +422,7 @@ async def test_budget_stop_is_a_condition_and_raising_the_budget_resumes(cluster
 
 async def test_a_shard_that_exits_3_names_its_unfinished_cases(cluster):
     ns = ns_()
-    async with operator(cluster.url):
+    async with operator(cluster.url) as op:
         await cluster.apply_run(run_doc("unfinished", ns, sharding={"shards": 1}))
         (job,) = await jobs_count(cluster, ns, "unfinished", 1)
         pod = await cluster.start_pod(job)

@@ -1,3 +1,3 @@
 """benchpilot operator: BenchmarkRun -> sharded Jobs, sized from the measured footprint."""
 
-GROUP, VERSION, PLURAL, KIND = "benchpilot.io", "v1alpha1", "benchmarkruns", "BenchmarkRun"
+from benchpilot_runner.spec import API_GROUP as GROUP, API_VERSION as VERSION, KIND, PLURAL  # noqa: F401 - one place

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import kopf
 
+from benchpilot_runner import logs
+
 from . import handlers  # noqa: F401 - registers the handlers
-from .config import OperatorConfig
+from .state import OperatorState
 
 
 def main() -> None:
-    cfg = OperatorConfig.from_env()
-    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    namespaces = [cfg.namespace] if cfg.namespace else []
+    state = OperatorState.build()
+    logs.setup(state.config.log_level)  # JSON lines with every extra field, scrubbed, as the runner logs
+    namespaces = [state.config.namespace] if state.config.namespace else []
     asyncio.run(kopf.operator(
-        clusterwide=not namespaces, namespaces=namespaces, standalone=True,
-        liveness_endpoint=f"http://0.0.0.0:{cfg.liveness_port}/healthz" if cfg.liveness_port else None))
+        clusterwide=not namespaces, namespaces=namespaces, standalone=True, memo=kopf.Memo(state=state),
+        liveness_endpoint=f"http://0.0.0.0:{state.config.liveness_port}/healthz" if state.config.liveness_port
+        else None))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from benchpilot_runner.spec import BASE_MIB, HEADROOM_MIN_MIB, HEADROOM_RATIO, LIMIT_FACTOR
+
 
 @dataclass(frozen=True)
 class OperatorConfig:
@@ -20,14 +22,14 @@ class OperatorConfig:
     """Port of the operator's /metrics; 0 disables it (BENCHPILOT_METRICS_PORT)."""
     liveness_port: int = 8081
     """Port of the operator's /healthz liveness endpoint; 0 disables it (BENCHPILOT_LIVENESS_PORT)."""
-    base_mib: float = 160.0
+    base_mib: float = BASE_MIB
     """Memory of a runner process before the cache and workers: interpreter, libraries (BENCHPILOT_BASE_MIB).
     Measured by `benchpilot footprint` (baseMiB)."""
-    headroom_ratio: float = 0.2
+    headroom_ratio: float = HEADROOM_RATIO
     """Request headroom as a fraction of the computed need (BENCHPILOT_HEADROOM_RATIO)."""
-    headroom_min_mib: float = 64.0
+    headroom_min_mib: float = HEADROOM_MIN_MIB
     """Smallest headroom added to a request (BENCHPILOT_HEADROOM_MIN_MIB)."""
-    limit_factor: float = 1.5
+    limit_factor: float = LIMIT_FACTOR
     """Memory limit = request × this factor, capped at spec.resources.maxPodMemory (BENCHPILOT_LIMIT_FACTOR)."""
     oom_memory_factor: float = 1.5
     """An OOMKilled shard is re-created with its memory × this factor (BENCHPILOT_OOM_MEMORY_FACTOR)."""

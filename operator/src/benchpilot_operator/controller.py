@@ -11,7 +11,7 @@ import logging
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchpilot_runner.spec import SpecError, parse_manifest
+from benchpilot_runner.spec import SHARD_CASES_METRIC, SpecError, parse_manifest
 
 from . import manifests as M
 from .config import OperatorConfig
@@ -44,7 +44,7 @@ async def scrape_progress(client: KubeClient, pod: dict, cfg: OperatorConfig) ->
         return None, None
     done = failed = None
     for fam in text_string_to_metric_families(text):
-        if fam.name == "benchpilot_shard_cases":
+        if fam.name == SHARD_CASES_METRIC:
             for s in fam.samples:
                 if s.labels.get("state") == "done":
                     done = int(s.value)

@@ -1,4 +1,8 @@
-"""kopf handlers: each a few lines that delegate. Registered on import (``python -m benchpilot_operator``)."""
+"""kopf handlers: each a few lines that delegate. Registered on import (``python -m benchpilot_operator``).
+
+All state comes from ``memo.state`` (:class:`state.OperatorState`), built at startup unless the
+caller passed one in (tests do: ``kopf.operator(memo=kopf.Memo(state=...))``).
+"""
 
 from __future__ import annotations
 
@@ -11,71 +15,78 @@ from . import GROUP, PLURAL, VERSION
 from .config import OperatorConfig
 from .controller import reconcile_run
 from .k8s import Connection, KubeClient
-from .metrics import OperatorMetrics
+from .state import OperatorState
 from .status import merge_patch
 
-CONFIG = OperatorConfig.from_env()
-METRICS = OperatorMetrics()
-STATE: dict = {"client": None}
 log = logging.getLogger("benchpilot.operator")
+# How often runs are resynced; read once at import because kopf's timer decorator needs it then.
+RESYNC_SECONDS = OperatorConfig.from_env().resync_seconds
+
+
+def _state(memo: kopf.Memo) -> OperatorState:
+    state = getattr(memo, "state", None)
+    if state is None:
+        state = memo.state = OperatorState.build()
+    return state
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, **_) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+    state = _state(memo)
     settings.persistence.finalizer = "benchpilot.io/operator"
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
-    if CONFIG.metrics_port:
-        start_http_server(CONFIG.metrics_port, registry=METRICS.registry)
-    log.info("benchpilot operator started", extra={"namespace": CONFIG.namespace or "*", "image": CONFIG.image})
+    if state.config.metrics_port:
+        start_http_server(state.config.metrics_port, registry=state.metrics.registry)
+    log.info("benchpilot operator started", extra={"namespace": state.config.namespace or "*",
+                                                   "image": state.config.image})
 
 
 @kopf.on.login()
-def login(**kwargs) -> kopf.ConnectionInfo:
+def login(memo: kopf.Memo, **kwargs) -> kopf.ConnectionInfo:
     """In a pod: the service account; elsewhere: kubeconfig; BENCHPILOT_API_SERVER for development and tests."""
-    if CONFIG.api_server:
-        info = kopf.ConnectionInfo(server=CONFIG.api_server, insecure=True)
+    state = _state(memo)
+    if state.config.api_server:
+        info = kopf.ConnectionInfo(server=state.config.api_server, insecure=True)
     else:
         info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
     if info is None:
         raise kopf.PermanentError("no Kubernetes credentials: not in a pod and no kubeconfig")
-    old, STATE["client"] = STATE["client"], KubeClient(Connection.from_kopf(info), concurrency=CONFIG.api_concurrency)
-    if old is not None:
-        STATE.setdefault("old", []).append(old)
+    state.replace_client(KubeClient(Connection.from_kopf(info), concurrency=state.config.api_concurrency))
     return info
 
 
 @kopf.on.cleanup()
-async def cleanup(**_) -> None:
-    for c in [STATE.get("client"), *STATE.pop("old", [])]:
-        if c is not None:
-            await c.close()
-    STATE["client"] = None
+async def cleanup(memo: kopf.Memo, **_) -> None:
+    await _state(memo).close()
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.resync_seconds, initial_delay=0,
-            backoff=CONFIG.resync_seconds)
-async def resync(body: kopf.Body, patch: kopf.Patch, **_) -> None:
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=0, backoff=RESYNC_SECONDS)
+async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_) -> None:
     """Reconcile every run on a fixed beat: shards, status and progress (also after a restart)."""
-    await _reconcile(body, patch)
+    await _reconcile(body, patch, _state(memo))
 
 
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=CONFIG.resync_seconds)
-async def spec_changed(body: kopf.Body, patch: kopf.Patch, **_) -> None:
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=RESYNC_SECONDS)
+async def spec_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_) -> None:
     """React at once to suspend/resume and other spec edits instead of waiting for the beat."""
-    await _reconcile(body, patch)
+    await _reconcile(body, patch, _state(memo))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-def deleted(meta: kopf.Meta, **_) -> None:
-    """Children go through their owner references; only the metrics need forgetting."""
-    METRICS.forget(OperatorMetrics.key(meta["namespace"], meta["name"]))
+def deleted(meta: kopf.Meta, memo: kopf.Memo, **_) -> None:
+    """Children go through their owner references; only the metrics and the lock need forgetting."""
+    state = _state(memo)
+    state.metrics.forget(state.metrics.key(meta["namespace"], meta["name"]))
+    state.forget(meta.get("uid") or meta["name"])
 
 
-async def _reconcile(body: kopf.Body, patch: kopf.Patch) -> None:
-    status = await reconcile_run(dict(body), STATE["client"], CONFIG, METRICS)
+async def _reconcile(body: kopf.Body, patch: kopf.Patch, state: OperatorState) -> None:
+    meta = body["metadata"]
+    async with state.lock(meta.get("uid") or f"{meta['namespace']}/{meta['name']}"):
+        status = await reconcile_run(dict(body), state.client, state.config, state.metrics)
     changed = merge_patch(dict(body.get("status") or {}), status)
     if changed:
         patch.status.update(changed)

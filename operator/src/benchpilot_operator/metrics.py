@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 
 from .status import PHASES
 
@@ -10,8 +10,8 @@ disable_created_metrics()
 
 
 class OperatorMetrics:
-    def __init__(self, registry: CollectorRegistry = REGISTRY):
-        self.registry = registry
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry = registry if registry is not None else CollectorRegistry()
         self.runs = Gauge("benchpilot_runs", "BenchmarkRuns by phase.", ["phase"], registry=registry)
         self.shards = Gauge("benchpilot_shards", "Shards of a run by phase.", ["run", "phase"], registry=registry)
         self.progress = Gauge("benchpilot_run_progress_ratio", "Completed cases / total cases.", ["run"],

@@ -83,7 +83,8 @@ def plan_run(spec: RunSpec, cfg: OperatorConfig) -> Plan:
     req = request_bytes(spec, conc, cfg)
     lim = limit_for(req, spec, cfg)
     shards = tuple(ShardPlan(i, n, max(1, min(conc, n)), req, lim) for i, n in enumerate(sizes))
-    return Plan(shards, conc, spec.sharding.concurrency_per_shard, req, lim)
+    # "lowered" means lowered to fit memory; a concurrency capped at the shard's case count is not
+    return Plan(shards, conc, wanted, req, lim)
 
 
 def grown_request(current: int, spec: RunSpec, cfg: OperatorConfig) -> int | None:

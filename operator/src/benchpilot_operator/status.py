@@ -189,98 +189,107 @@ def _same_condition(conds: list[dict], type_: str, status: str, reason: str, mes
                and c.get("message") == message for c in conds)
 
 
-def reconcile(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict, cfg: OperatorConfig, *,
-              generation: int | None, results_uri: str, now: str | None = None) -> tuple[dict, Actions]:
-    now = now or utc_now()
-    acts = Actions()
-    retries: dict[str, dict] = {k: dict(v) for k, v in (prev.get("shardRetries") or {}).items()}
-    states: dict[int, tuple[str, str, str]] = {}
-    failed: dict[int, tuple[str, str]] = {}
-    for sp in plan.shards:
-        i, key = sp.index, str(sp.index)
-        rec = retries.get(key, {})
-        obs = shards.get(i) or ShardObs(i)
-        if rec.get("failed"):
-            states[i] = ("failed", rec["failed"], rec.get("message", ""))
-            failed[i] = (rec["failed"], rec.get("message", ""))
-            continue
-        if obs.job is None:
-            states[i] = ("missing", "", "")
-            continue
-        state, reason, message = job_state(obs.job)
-        job_oom = int(((obs.job.get("metadata") or {}).get("annotations") or {}).get(OOM_ANNOTATION, "0"))
-        rec_oom = int(rec.get("oomKilled", 0))
-        memory = int(rec.get("memoryBytes") or sp.request_bytes)
-        if state != "succeeded" and rec_oom > job_oom:
-            # a retry was recorded but the Job not yet replaced (the operator stopped in between)
-            acts.create.append(CreateJob(i, memory, rec_oom, replace=True))
-            state = "pending"
-        elif state != "succeeded" and (new_oom := sorted(set(oom_killed(obs.pods)) - set(rec.get("oomPods", [])))):
-            # each OOMKilled pod counts once, even if it lingers after its Job was replaced
-            rec = {**rec, "oomPods": (list(rec.get("oomPods", [])) + new_oom)[-10:]}
-            grown = grown_request(memory, spec, cfg)
-            if grown is None or rec_oom >= cfg.max_oom_retries:
-                why = (f"OOMKilled at {fmt_mib(memory)} (maxPodMemory {fmt_mib(spec.resources.max_pod_memory_bytes)})"
-                       if grown is None else f"OOMKilled {rec_oom + 1} times; last at {fmt_mib(memory)}")
-                retries[key] = {**rec, "failed": "OOMKilled", "message": why}
-                acts.urgent_status = {"shardRetries": retries}
-                failed[i] = ("OOMKilled", why)
-                states[i] = ("failed", "OOMKilled", why)
-                acts.events.append(("Warning", "ShardFailed", f"shard {i}: {why}"))
-                continue
-            retries[key] = {**rec, "oomKilled": rec_oom + 1, "memoryBytes": grown}
-            acts.urgent_status = {"shardRetries": retries}
-            acts.create.append(CreateJob(i, grown, rec_oom + 1, replace=True))
-            acts.retries.append("OOMKilled")
-            acts.events.append(("Warning", "ShardOOMKilled",
-                                f"shard {i} was OOMKilled at {fmt_mib(memory)}; re-created with {fmt_mib(grown)} "
-                                f"(retry {rec_oom + 1} of {cfg.max_oom_retries})"))
-            state = "pending"
-        elif state == "succeeded" and (term := last_termination(obs.pods)) and term.reason == "BudgetExhausted":
-            bkey = budget_key(spec)
-            if rec.get("budgetStop") not in (None, bkey):
-                # the budget was raised since this shard stopped: run it again for its missing cases
-                retries[key] = {k: v for k, v in rec.items() if k != "budgetStop"}
-                acts.urgent_status = {"shardRetries": retries}
-                acts.create.append(CreateJob(i, memory, rec_oom, replace=True))
-                acts.events.append(("Normal", "BudgetRaised", f"shard {i} resumes its missing cases"))
-                state = "pending"
-            else:
-                if rec.get("budgetStop") is None:
-                    retries[key] = {**rec, "budgetStop": bkey}
-                    acts.urgent_status = {"shardRetries": retries}
-                state, reason, message = "budget", "BudgetExhausted", term.message
-        elif state == "failed":
-            reason, message = explain_failure(reason, message, obs.pods)
-            failed[i] = (reason, message)
-            if not (prev.get("failedShards") and any(f.get("index") == i for f in prev["failedShards"])):
-                acts.events.append(("Warning", "ShardFailed", f"shard {i} failed: {reason} {message}".strip()))
-                if reason in ("DeadlineExceeded", "BackoffLimitExceeded"):
-                    acts.retries.append(reason)
-        states[i] = (state, reason, message)
+@dataclass
+class Decisions:
+    """What the per-shard pass decided: each shard's state, failures, and the retry bookkeeping."""
 
-    fail_fast = spec.failure_policy == "fail" and failed
-    unfinished = [i for i, s in states.items() if s[0] in ("running", "pending", "suspended")]
+    states: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # (state, reason, message)
+    failed: dict[int, tuple[str, str]] = field(default_factory=dict)
+    retries: dict[str, dict] = field(default_factory=dict)
+
+
+def decide_shard(spec: RunSpec, sp, obs: ShardObs, rec: dict, prev: dict, cfg: OperatorConfig,
+                 d: Decisions, acts: Actions) -> None:
+    """One shard's state, and what to do about it: replace after an OOM kill, resume after a budget
+    raise, record a failure. Writes into ``d`` and ``acts``."""
+    i, key = sp.index, str(sp.index)
+    if rec.get("failed"):
+        d.states[i] = ("failed", rec["failed"], rec.get("message", ""))
+        d.failed[i] = (rec["failed"], rec.get("message", ""))
+        return
+    if obs.job is None:
+        d.states[i] = ("missing", "", "")
+        return
+    state, reason, message = job_state(obs.job)
+    job_oom = int(((obs.job.get("metadata") or {}).get("annotations") or {}).get(OOM_ANNOTATION, "0"))
+    rec_oom = int(rec.get("oomKilled", 0))
+    memory = int(rec.get("memoryBytes") or sp.request_bytes)
+    if state != "succeeded" and rec_oom > job_oom:
+        # a retry was recorded but the Job not yet replaced (the operator stopped in between)
+        acts.create.append(CreateJob(i, memory, rec_oom, replace=True))
+        state = "pending"
+    elif state != "succeeded" and (new_oom := sorted(set(oom_killed(obs.pods)) - set(rec.get("oomPods", [])))):
+        # each OOMKilled pod counts once, even if it lingers after its Job was replaced
+        rec = {**rec, "oomPods": (list(rec.get("oomPods", [])) + new_oom)[-10:]}
+        grown = grown_request(memory, spec, cfg)
+        if grown is None or rec_oom >= cfg.max_oom_retries:
+            why = (f"OOMKilled at {fmt_mib(memory)} (maxPodMemory {fmt_mib(spec.resources.max_pod_memory_bytes)})"
+                   if grown is None else f"OOMKilled {rec_oom + 1} times; last at {fmt_mib(memory)}")
+            d.retries[key] = {**rec, "failed": "OOMKilled", "message": why}
+            acts.urgent_status = {"shardRetries": d.retries}
+            d.failed[i] = ("OOMKilled", why)
+            d.states[i] = ("failed", "OOMKilled", why)
+            acts.events.append(("Warning", "ShardFailed", f"shard {i}: {why}"))
+            return
+        d.retries[key] = {**rec, "oomKilled": rec_oom + 1, "memoryBytes": grown}
+        acts.urgent_status = {"shardRetries": d.retries}
+        acts.create.append(CreateJob(i, grown, rec_oom + 1, replace=True))
+        acts.retries.append("OOMKilled")
+        acts.events.append(("Warning", "ShardOOMKilled",
+                            f"shard {i} was OOMKilled at {fmt_mib(memory)}; re-created with {fmt_mib(grown)} "
+                            f"(retry {rec_oom + 1} of {cfg.max_oom_retries})"))
+        state = "pending"
+    elif state == "succeeded" and (term := last_termination(obs.pods)) and term.reason == "BudgetExhausted":
+        bkey = budget_key(spec)
+        if rec.get("budgetStop") not in (None, bkey):
+            # the budget was raised since this shard stopped: run it again for its missing cases
+            d.retries[key] = {k: v for k, v in rec.items() if k != "budgetStop"}
+            acts.urgent_status = {"shardRetries": d.retries}
+            acts.create.append(CreateJob(i, memory, rec_oom, replace=True))
+            acts.events.append(("Normal", "BudgetRaised", f"shard {i} resumes its missing cases"))
+            state = "pending"
+        else:
+            if rec.get("budgetStop") is None:
+                d.retries[key] = {**rec, "budgetStop": bkey}
+                acts.urgent_status = {"shardRetries": d.retries}
+            state, reason, message = "budget", "BudgetExhausted", term.message
+    elif state == "failed":
+        reason, message = explain_failure(reason, message, obs.pods)
+        d.failed[i] = (reason, message)
+        if not (prev.get("failedShards") and any(f.get("index") == i for f in prev["failedShards"])):
+            acts.events.append(("Warning", "ShardFailed", f"shard {i} failed: {reason} {message}".strip()))
+            if reason in ("DeadlineExceeded", "BackoffLimitExceeded"):
+                acts.retries.append(reason)
+    d.states[i] = (state, reason, message)
+
+
+def schedule(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict, d: Decisions,
+             acts: Actions) -> dict[int, float] | None:
+    """Jobs to create (within maxParallelShards), to suspend or resume, and each shard's share of the
+    run's endpoint limits (shares.py). Returns the shares (None when no model uses an endpoint)."""
+    fail_fast = spec.failure_policy == "fail" and d.failed
+    unfinished = [i for i, s in d.states.items() if s[0] in ("running", "pending", "suspended")]
     replacing = {c.index for c in acts.create}
     if not spec.suspend and not fail_fast:
-        budget = spec.sharding.max_parallel_shards - len(unfinished)
-        for i in sorted(i for i, s in states.items() if s[0] == "missing"):
-            if budget <= 0:
+        room = spec.sharding.max_parallel_shards - len(unfinished)
+        for i in sorted(i for i, s in d.states.items() if s[0] == "missing"):
+            if room <= 0:
                 break
-            rec = retries.get(str(i), {})
+            rec = d.retries.get(str(i), {})
             acts.create.append(CreateJob(i, int(rec.get("memoryBytes") or plan.shards[i].request_bytes),
                                          int(rec.get("oomKilled", 0))))
-            budget -= 1
+            room -= 1
     shares = None
     if spec.needs_endpoint():
-        # run-wide endpoint limits: each shard's fraction (shares.py); finished shards release theirs
+        # run-wide endpoint limits: each shard's fraction; finished shards release theirs
         created = {c.index for c in acts.create}
-        holding = {i for i, (st, _, _) in states.items() if st in ("running", "pending", "suspended")}
+        holding = {i for i, (st, _, _) in d.states.items() if st in ("running", "pending", "suspended")}
         prev_shares = {int(k): float(v) for k, v in (prev.get("limitShares") or {}).items()}
         shares = allocate(prev_shares, holding, sorted(created - holding),
-                          all_started=not any(st == "missing" and i not in created for i, (st, _, _) in states.items()))
+                          all_started=not any(st == "missing" and i not in created
+                                              for i, (st, _, _) in d.states.items()))
         acts.create = [replace(c, share=shares.get(c.index, 0.0)) for c in acts.create]
-    for i, (state, _, _) in states.items():
+    for i, (state, _, _) in d.states.items():
         job = (shards.get(i) or ShardObs(i)).job
         if job is None or i in replacing or state in ("succeeded", "failed", "budget"):
             continue
@@ -289,12 +298,17 @@ def reconcile(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict
             acts.suspend.append(i)
         elif not spec.suspend and suspended:
             acts.resume.append(i)
+    return shares
 
+
+def summarize(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict, d: Decisions, acts: Actions,
+              shares: dict[int, float] | None, *, generation: int | None, results_uri: str, now: str) -> dict:
+    """Counts, progress, phase and conditions: the status, written in one patch."""
     counts = {"total": len(plan.shards), "pending": 0, "running": 0, "succeeded": 0, "failed": 0}
     done = failed_cases = 0
     budget_stopped: dict[int, str] = {}
     for sp in plan.shards:
-        state, _, message = states[sp.index]
+        state, _, message = d.states[sp.index]
         obs = shards.get(sp.index) or ShardObs(sp.index)
         term = last_termination(obs.pods) if state in ("succeeded", "failed", "budget") else None
         if state == "succeeded":
@@ -313,26 +327,27 @@ def reconcile(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict
             counts["pending"] += 1
             done += min(sp.cases, obs.done or 0)
         # error/timeout cases: the running pod's, else what a finished shard's last attempt reported
-        failed_cases += obs.failed_cases if obs.failed_cases is not None else (term.failed or 0 if term else 0)
+        failed_cases += obs.failed_cases if obs.failed_cases is not None else ((term.failed or 0) if term else 0)
     total_cases = spec.total_cases
     finished = counts["succeeded"] + counts["failed"] == counts["total"]
+    fail_fast = spec.failure_policy == "fail" and d.failed
     conds_prev = prev.get("conditions") or []
     conditions = [_condition(conds_prev, "Ready", True, "Planned",
                              f"{counts['total']} shards, concurrency {plan.concurrency} per shard, memory "
                              f"request {fmt_mib(plan.request_bytes)} limit {fmt_mib(plan.limit_bytes)}"
                              + (f" (concurrency lowered from {plan.requested_concurrency} to fit maxPodMemory "
                                 f"{fmt_mib(spec.resources.max_pod_memory_bytes)})" if plan.lowered else ""), now)]
-    failed_msg = ", ".join(f"s{i}: {r}" for i, (r, _) in sorted(failed.items())[:MAX_FAILED_LISTED])
-    if finished and not failed and budget_stopped:
+    failed_msg = ", ".join(f"s{i}: {r}" for i, (r, _) in sorted(d.failed.items())[:MAX_FAILED_LISTED])
+    if finished and not d.failed and budget_stopped:
         phase = "Succeeded"
         conditions.append(_condition(conds_prev, "Complete", True, "BudgetExhausted",
                                      scrub(f"the budget stopped {len(budget_stopped)} shards with {done}/{total_cases} "
                                            "cases done; raise spec.budget to run the missing cases: "
                                            + next(iter(budget_stopped.values()), ""))[:1000], now))
-    elif finished and not failed:
+    elif finished and not d.failed:
         phase = "Succeeded"
         conditions.append(_condition(conds_prev, "Complete", True, "Succeeded", "every shard succeeded", now))
-    elif (finished or fail_fast) and failed:
+    elif (finished or fail_fast) and d.failed:
         # never "Succeeded" with failed shards: the phase says Failed, Complete says whether every shard ran
         partial = spec.failure_policy == "partial" and counts["succeeded"] > 0 and finished
         phase = "Failed"
@@ -354,7 +369,7 @@ def reconcile(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict
         acts.events.append(("Warning" if phase == "Failed" else "Normal", f"Run{phase}",
                             f"run is {phase}: {counts['succeeded']}/{counts['total']} shards succeeded, "
                             f"{done}/{total_cases} cases"))
-    status = {
+    return {
         "phase": phase, "observedGeneration": generation,
         "shards": counts,
         "shardSummary": f"{counts['succeeded']}/{counts['total']}",
@@ -364,10 +379,24 @@ def reconcile(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict
                  "memoryLimit": fmt_mib(plan.limit_bytes)},
         "results": {"uri": results_uri, "rows": done},
         "conditions": conditions,
-        "shardRetries": retries or None,
+        "shardRetries": d.retries or None,
         "limitShares": {str(i): round(f, 6) for i, f in shares.items()} if shares else None,
         "estimate": estimate(spec, from_spec(spec), source="spec.estimate"),
         "failedShards": [{"index": i, "reason": r, "message": scrub(m)[:300]}
-                         for i, (r, m) in sorted(failed.items())[:MAX_FAILED_LISTED]] or None,
+                         for i, (r, m) in sorted(d.failed.items())[:MAX_FAILED_LISTED]] or None,
     }
+
+
+def reconcile(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict, cfg: OperatorConfig, *,
+              generation: int | None, results_uri: str, now: str | None = None) -> tuple[dict, Actions]:
+    """The new status of a run and the actions to take: per-shard decisions, scheduling, summary."""
+    now = now or utc_now()
+    acts = Actions()
+    d = Decisions(retries={k: dict(v) for k, v in (prev.get("shardRetries") or {}).items()})
+    for sp in plan.shards:
+        decide_shard(spec, sp, shards.get(sp.index) or ShardObs(sp.index), d.retries.get(str(sp.index), {}), prev,
+                     cfg, d, acts)
+    shares = schedule(spec, plan, shards, prev, d, acts)
+    status = summarize(spec, plan, shards, prev, d, acts, shares, generation=generation, results_uri=results_uri,
+                       now=now)
     return status, acts

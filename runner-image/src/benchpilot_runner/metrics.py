@@ -6,6 +6,8 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from .spec import SHARD_CASES_METRIC
+
 disable_created_metrics()  # no *_created series: they double the series count and nothing reads them
 
 CASE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -52,5 +54,5 @@ class RunnerMetrics:
                               ["run", "model", "kind"], registry=r)
         self.cost = Counter("benchpilot_cost_usd", "Cost of the cases finished, in USD, from the models' prices.",
                             ["run", "model"], registry=r)
-        self.cases_planned = Gauge("benchpilot_shard_cases", "Cases of this process's shards, by state.",
+        self.cases_planned = Gauge(SHARD_CASES_METRIC, "Cases of this process's shards, by state.",
                                    ["run", "state"], registry=r)

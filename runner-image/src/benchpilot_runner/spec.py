@@ -20,9 +20,17 @@ import reprlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator, Mapping
 
+# ---- constants both sides share (the one place they are defined; the chart's values.yaml is checked
+# against them by tests/chart)
 API_GROUP = "benchpilot.io"
 API_VERSION = "v1alpha1"
 KIND = "BenchmarkRun"
+PLURAL = "benchmarkruns"
+SHARD_CASES_METRIC = "benchpilot_shard_cases"  # what the operator scrapes from runner pods for progress
+BASE_MIB = 160.0  # a runner process before the cache and workers (measured by `benchpilot footprint`)
+HEADROOM_RATIO = 0.2
+HEADROOM_MIN_MIB = 64.0
+LIMIT_FACTOR = 1.5  # memory limit = request × this, capped at maxPodMemory
 
 SUITES = ("workflow",)
 # Bumped whenever generation or scoring changes so that old results are never mixed with new ones.
@@ -862,8 +870,8 @@ def shard_cases(matrix: Matrix, shard: int, shards: int) -> list[Case]:
     return list(iter_shard_cases(matrix, shard, shards))
 
 
-def memory_request_mib(shared_mib: float, per_worker_mib: float, concurrency: int, *, base_mib: float = 160.0,
-                       headroom_ratio: float = 0.2, headroom_min_mib: float = 64.0) -> int:
+def memory_request_mib(shared_mib: float, per_worker_mib: float, concurrency: int, *, base_mib: float = BASE_MIB,
+                       headroom_ratio: float = HEADROOM_RATIO, headroom_min_mib: float = HEADROOM_MIN_MIB) -> int:
     """The memory a runner pod requests (DESIGN.md): base + shared + per-worker × concurrency, plus headroom.
 
     The shared part (the memory-mapped cache) is counted once per pod, not once per worker.

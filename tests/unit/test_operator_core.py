@@ -1,0 +1,273 @@
+"""The operator's pure core, table-driven: plan, manifests, status. No kopf, no server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+
+from benchpilot_operator import handlers
+from benchpilot_operator import manifests as M
+from benchpilot_operator.config import OperatorConfig
+from benchpilot_operator.plan import MiB, PlanError, plan_run
+from benchpilot_operator.state import OperatorState
+from benchpilot_operator.status import merge_patch, reconcile
+from benchpilot_runner import spec as S
+from tests.helpers import manifest
+from tests.unit.builders import JobB, PodB, obs
+
+CFG = OperatorConfig()
+META = {"name": "r", "namespace": "ns", "uid": "uid-1"}
+
+
+def spec_of(**over) -> S.RunSpec:
+    doc = manifest(**over)
+    doc["metadata"] = {"name": "r", "namespace": "ns", "uid": "uid-1"}
+    return S.parse_manifest(doc)
+
+
+def run(spec, shard_obs=(), prev=None, cfg=CFG):
+    plan = plan_run(spec, cfg)
+    shards = {o.index: o for o in shard_obs}
+    return reconcile(spec, plan, shards, prev or {}, cfg, generation=1, results_uri="u", now="T")
+
+
+# ---------------------------------------------------------------- plan
+
+
+@pytest.mark.parametrize("shared,per_worker,conc,max_mem,want_conc,lowered", [
+    (250, 8, 32, "8Gi", 32, False),
+    (250, 8, 32, "700Mi", 21, True),  # lowered to fit
+    (3000, 8, 64, "4Gi", 31, True),
+    (250, 8, 500, "8Gi", 80, False),  # capped at the shard's 80 cases: not "lowered to fit memory"
+])
+def test_plan_memory_formula_and_lowering(shared, per_worker, conc, max_mem, want_conc, lowered):
+    spec = spec_of(resources={"footprint": {"sharedMiB": shared, "perWorkerMiB": per_worker}, "maxPodMemory": max_mem},
+                   sharding={"shards": 2, "concurrencyPerShard": conc},
+                   matrix={"models": ["sim/weak", "sim/strong"], "promptTypes": ["baseline", "optimal"],
+                           "taskTypes": list(S.TASK_TYPES), "instances": 8})
+    plan = plan_run(spec, CFG)
+    need = CFG.base_mib + shared + per_worker * plan.concurrency
+    assert plan.request_bytes == int(-(-(need + max(CFG.headroom_min_mib, CFG.headroom_ratio * need)) // 1)) * MiB
+    assert plan.request_bytes <= spec.resources.max_pod_memory_bytes
+    assert plan.lowered is lowered and (want_conc is None or plan.concurrency == want_conc)
+    assert plan.limit_bytes == min(int(plan.request_bytes * CFG.limit_factor),
+                                   max(plan.request_bytes, spec.resources.max_pod_memory_bytes))
+
+
+def test_plan_refuses_when_one_worker_cannot_fit():
+    with pytest.raises(PlanError) as err:
+        plan_run(spec_of(resources={"footprint": {"sharedMiB": 9000}, "maxPodMemory": "1Gi"}), CFG)
+    assert err.value.reason == "InsufficientMemory" and "maxPodMemory 1024Mi" in str(err.value)
+
+
+# ---------------------------------------------------------------- manifests
+
+
+def test_job_has_every_field():
+    spec = spec_of(cache={"claimName": "cache"}, output={"uri": "s3://b/p", "credentialsSecretRef": {"name": "s3"}},
+                   endpoints=[{"name": "a", "baseURL": "http://a/v1", "apiKeySecretRef": {"name": "ka", "key": "k"}},
+                              {"name": "b", "baseURL": "http://b/v1", "apiKeySecretRef": {"name": "kb"}},
+                              {"name": "unused", "baseURL": "http://c/v1", "apiKeySecretRef": {"name": "kc"}}],
+                   matrix={"models": [{"name": "x", "endpoint": "a"}, {"name": "y", "endpoint": "b"}],
+                           "promptTypes": ["baseline"]})
+    job = M.build_job(META, spec, 1, concurrency=4, request_bytes=512 * MiB, limit_bytes=768 * MiB, cfg=CFG,
+                      oom_retries=2, share=0.25)
+    md, js = job["metadata"], job["spec"]
+    assert md["name"] == "r-s1" and md["labels"][M.RUN_LABEL] == "r" and md["labels"][M.SHARD_LABEL] == "1"
+    assert md["annotations"][M.OOM_ANNOTATION] == "2"
+    assert md["ownerReferences"] == [{"apiVersion": "benchpilot.io/v1alpha1", "kind": "BenchmarkRun", "name": "r",
+                                      "uid": "uid-1", "controller": True, "blockOwnerDeletion": True}]
+    assert js["podReplacementPolicy"] == "Failed" and js["backoffLimit"] == spec.limits.backoff_limit
+    assert js["activeDeadlineSeconds"] == spec.limits.active_deadline_s
+    assert {"action": "FailJob", "onExitCodes": {"containerName": "runner", "operator": "In", "values": [2]}} \
+        in js["podFailurePolicy"]["rules"]
+    pod = js["template"]["spec"]
+    c = pod["containers"][0]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["BENCHPILOT_SHARD"]["value"] == "1" and env["BENCHPILOT_CONCURRENCY"]["value"] == "4"
+    assert env["BENCHPILOT_LIMIT_SHARE"]["value"] == "0.250000"
+    assert env["BENCHPILOT_API_KEY_A"]["valueFrom"] == {"secretKeyRef": {"name": "ka", "key": "k"}}
+    assert env["BENCHPILOT_API_KEY_B"]["valueFrom"] == {"secretKeyRef": {"name": "kb", "key": "api-key"}}
+    assert "BENCHPILOT_API_KEY_UNUSED" not in env, "only the keys of endpoints a model uses"
+    assert c["envFrom"] == [{"secretRef": {"name": "s3"}}]
+    assert c["resources"] == {"requests": {"memory": "512Mi", "cpu": CFG.cpu_request}, "limits": {"memory": "768Mi"}}
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["terminationMessagePath"] == "/dev/termination-log"
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["cache"]["persistentVolumeClaim"] == {"claimName": "cache", "readOnly": True}
+    assert vols["shares"]["configMap"] == {"name": "r-shares", "optional": True}
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert mounts["cache"]["readOnly"] and mounts["spec"]["readOnly"] and mounts["shares"]["readOnly"]
+    assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert "value" not in env["BENCHPILOT_API_KEY_A"], "a key only by reference, never a value"
+
+
+def test_configmap_holds_a_resolved_manifest_the_runner_parses():
+    spec = spec_of()
+    cm = M.build_configmap(META, spec)
+    resolved = json.loads(cm["data"]["run.json"])
+    assert resolved["metadata"]["uid"] == "uid-1"
+    assert S.from_resolved(resolved) == spec
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+# ---------------------------------------------------------------- status: every shard state × event
+
+TWO = {"sharding": {"shards": 2, "maxParallelShards": 2}}
+
+
+@pytest.mark.parametrize("case", [
+    # (name, shard observations, expected phase, expected shard counts, actions)
+    ("nothing yet", [], "Pending", {"pending": 2}, {"create": [0, 1]}),
+    ("running", [obs(0, JobB().active(), PodB().running(), done=2), obs(1, JobB(index=1).active())], "Running",
+     {"running": 2}, {}),
+    ("one done", [obs(0, JobB().succeeded()), obs(1, JobB(index=1).active())], "Running",
+     {"running": 1, "succeeded": 1}, {}),
+    ("all done", [obs(0, JobB().succeeded()), obs(1, JobB(index=1).succeeded())], "Succeeded", {"succeeded": 2}, {}),
+    ("deadline", [obs(0, JobB().failed("DeadlineExceeded", "too long")), obs(1, JobB(index=1).succeeded())],
+     "Failed", {"failed": 1, "succeeded": 1}, {"retries": ["DeadlineExceeded"]}),
+    ("config error", [obs(0, JobB().failed("PodFailurePolicy"), PodB().terminated(2, "ConfigError", message="bad")),
+                      obs(1, JobB(index=1).succeeded())], "Failed", {"failed": 1, "succeeded": 1}, {}),
+    ("oom once", [obs(0, JobB().active(), PodB("p0").oom_killed()), obs(1, JobB(index=1).active())], "Running",
+     {"pending": 1, "running": 1}, {"replace": [0], "retries": ["OOMKilled"]}),
+])
+def test_status_table(case):
+    name, shard_obs, phase, counts, actions = case
+    status, acts = run(spec_of(**TWO), shard_obs)
+    assert status["phase"] == phase, name
+    assert {k: v for k, v in status["shards"].items() if v and k != "total"} == counts, name
+    assert [c.index for c in acts.create if not c.replace] == actions.get("create", []), name
+    assert [c.index for c in acts.create if c.replace] == actions.get("replace", []), name
+    assert acts.retries == actions.get("retries", []), name
+
+
+def test_failed_reasons_come_from_the_runner():
+    cases = [(PodB().terminated(3, "CasesUnfinished", message="2 cases ended without a final outcome"),
+              "BackoffLimitExceeded", "CasesUnfinished"),
+             (PodB().terminated(2, "AuthRefused", message="endpoint 'api' refused the API key"),
+              "PodFailurePolicy", "AuthRefused"),
+             (PodB().terminated(1, "WriteFailed"), "BackoffLimitExceeded", "BackoffLimitExceeded")]
+    for pod, job_reason, want in cases:
+        status, _ = run(spec_of(sharding={"shards": 1}), [obs(0, JobB().failed(job_reason), pod)])
+        (f,) = status["failedShards"]
+        assert f["reason"] == want
+    status, _ = run(spec_of(sharding={"shards": 1}), [obs(0, JobB().failed("PodFailurePolicy"), cases[1][0])])
+    assert "'api'" in status["failedShards"][0]["message"], "the condition names the endpoint"
+
+
+def test_oom_repeatedly_then_at_the_cap():
+    spec = spec_of(sharding={"shards": 1}, resources={"maxPodMemory": "2Gi"})
+    prev: dict = {}
+    for attempt in range(1, 10):
+        status, acts = run(spec, [obs(0, JobB().active().oom_retries(attempt - 1), PodB(f"p{attempt}").oom_killed())],
+                           prev)
+        prev = status
+        if status["phase"] == "Failed":
+            break
+        assert acts.create[0].replace and acts.create[0].oom_retries == attempt
+    assert status["failedShards"][0]["reason"] == "OOMKilled"
+    # a pod that lingers is not counted again
+    again, acts = run(spec, [obs(0, JobB().active().oom_retries(attempt - 1), PodB(f"p{attempt}").oom_killed())], prev)
+    assert again["failedShards"] == status["failedShards"] and not acts.create
+
+
+def test_a_recorded_retry_not_yet_acted_on_is_acted_on():
+    prev = {"shardRetries": {"0": {"oomKilled": 1, "memoryBytes": 900 * MiB, "oomPods": ["p0"]}}}
+    _, acts = run(spec_of(sharding={"shards": 1}), [obs(0, JobB().active().oom_retries(0))], prev)
+    (c,) = acts.create
+    assert c.replace and c.request_bytes == 900 * MiB and c.oom_retries == 1
+
+
+@pytest.mark.parametrize("policy,phase,complete", [("partial", "Failed", "True"), ("fail", "Failed", "False")])
+def test_failure_policy(policy, phase, complete):
+    spec = spec_of(sharding={"shards": 3, "maxParallelShards": 1}, failurePolicy=policy)
+    shard_obs = [obs(0, JobB().failed("DeadlineExceeded")), obs(1, JobB(index=1).succeeded()),
+                 obs(2, JobB(index=2).succeeded())] if policy == "partial" else [obs(0, JobB().failed("DeadlineExceeded"))]
+    status, acts = run(spec, shard_obs)
+    assert status["phase"] == phase and not acts.create, "fail-fast starts nothing after a failure"
+    assert next(c for c in status["conditions"] if c["type"] == "Complete")["status"] == complete
+
+
+def test_suspend_and_resume_actions():
+    spec = spec_of(**TWO, suspend=True)
+    status, acts = run(spec, [obs(0, JobB().active()), obs(1, JobB(index=1).active())])
+    assert status["phase"] == "Suspended" and acts.suspend == [0, 1] and not acts.create
+    _, acts = run(spec_of(**TWO), [obs(0, JobB().suspended()), obs(1, JobB(index=1).suspended())])
+    assert acts.resume == [0, 1]
+
+
+def test_failed_cases_survive_the_end_of_the_shard():
+    """0.1 scraped failed cases only from running pods: they dropped to 0 at the end of a run."""
+    spec = spec_of(sharding={"shards": 1})
+    running, _ = run(spec, [obs(0, JobB().active(), PodB().running(), done=4, failed_cases=2)])
+    assert running["cases"]["failed"] == 2
+    finished, _ = run(spec, [obs(0, JobB().failed("BackoffLimitExceeded"),
+                                 PodB().terminated(3, "CasesUnfinished", done=6, failed=2))])
+    assert finished["cases"]["failed"] == 2 and finished["cases"]["completed"] == 6
+
+
+def test_merge_patch_deletes_what_is_gone_at_every_depth():
+    prev = {"phase": "Running", "limitShares": {"0": 0.5, "1": 0.5}, "failedShards": [1], "kopf": {"x": 1}}
+    new = {"phase": "Running", "limitShares": {"1": 1.0}}
+    assert merge_patch(prev, new) == {"limitShares": {"0": None, "1": 1.0}, "failedShards": None}
+
+
+# ---------------------------------------------------------------- one state holder, one reconcile per run
+
+
+async def test_reconciles_of_one_run_are_serialized(monkeypatch):
+    state = OperatorState.build(CFG)
+    inflight, peak = {"a": 0, "b": 0}, {"a": 0, "b": 0}
+
+    async def slow(body, client, cfg, metrics):
+        name = body["metadata"]["name"]
+        inflight[name] += 1
+        peak[name] = max(peak[name], inflight[name])
+        await asyncio.sleep(0.05)
+        inflight[name] -= 1
+        return {"phase": "Running"}
+
+    class Patch:
+        def __init__(self):
+            self.status = {}
+
+    monkeypatch.setattr(handlers, "reconcile_run", slow)
+    bodies = [{"metadata": {"name": n, "namespace": "ns", "uid": n}} for n in ("a", "a", "a", "b")]
+    await asyncio.gather(*(handlers._reconcile(b, Patch(), state) for b in bodies))
+    assert peak == {"a": 1, "b": 1}, "the timer and the update handler never reconcile one run at once"
+
+
+async def test_a_superseded_client_is_closed_after_a_grace():
+    state = OperatorState.build(CFG)
+    closed = []
+
+    class Client:
+        def __init__(self, name):
+            self.name = name
+
+        async def close(self):
+            closed.append(self.name)
+
+    state.replace_client(Client("first"))
+    state.replace_client(Client("second"), grace_s=0.01)
+    await asyncio.sleep(0.05)
+    assert closed == ["first"] and state.client.name == "second"
+    await state.close()
+    assert closed == ["first", "second"]
+
+
+def test_operator_logs_keep_their_fields(capsys):
+    from benchpilot_runner import logs
+
+    logs.setup("INFO")
+    logging.getLogger("benchpilot.controller").warning("could not post event",
+                                                       extra={"reason": "RunFailed", "error": "HTTP 403: forbidden"})
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["error"] == "HTTP 403: forbidden" and line["reason"] == "RunFailed"

@@ -264,10 +264,12 @@ async def test_a_superseded_client_is_closed_after_a_grace():
 
 
 def test_operator_logs_keep_their_fields(capsys):
-    from benchpilot_runner import logs
+    from benchpilot_operator.__main__ import setup_logging
 
-    logs.setup("INFO")
+    setup_logging("INFO")
     logging.getLogger("benchpilot.controller").warning("could not post event",
                                                        extra={"reason": "RunFailed", "error": "HTTP 403: forbidden"})
-    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
-    assert line["error"] == "HTTP 403: forbidden" and line["reason"] == "RunFailed"
+    logging.getLogger("benchpilot.k8s").error("API call failed", extra={"error": "Bearer sk-abcdefghijklmnopq echo"})
+    first, second = (json.loads(x) for x in capsys.readouterr().err.strip().splitlines()[-2:])
+    assert first["error"] == "HTTP 403: forbidden" and first["reason"] == "RunFailed"
+    assert "sk-abcdefghijklmnopq" not in json.dumps(second), "operator logs are scrubbed too"

@@ -12,9 +12,15 @@ from . import handlers  # noqa: F401 - registers the handlers
 from .state import OperatorState
 
 
+def setup_logging(level: str) -> None:
+    """JSON lines with every ``extra`` field, scrubbed of secrets, as the runner logs (0.1's basicConfig
+    dropped the extra fields, so the error text of failed API calls never appeared)."""
+    logs.setup(level)
+
+
 def main() -> None:
     state = OperatorState.build()
-    logs.setup(state.config.log_level)  # JSON lines with every extra field, scrubbed, as the runner logs
+    setup_logging(state.config.log_level)
     namespaces = [state.config.namespace] if state.config.namespace else []
     asyncio.run(kopf.operator(
         clusterwide=not namespaces, namespaces=namespaces, standalone=True, memo=kopf.Memo(state=state),

@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from benchpilot_runner.redact import scrub
+
 log = logging.getLogger("benchpilot.k8s")
 
 
@@ -145,7 +147,7 @@ def build_event(obj: dict, type_: str, reason: str, message: str, now: str) -> d
             "metadata": {"name": f"{md['name']}.{uuid.uuid4().hex[:16]}", "namespace": md["namespace"]},
             "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": md["name"],
                                "namespace": md["namespace"], "uid": md.get("uid")},
-            "type": type_, "reason": reason, "message": message[:1024], "count": 1,
+            "type": type_, "reason": reason, "message": scrub(message)[:1024], "count": 1,
             "firstTimestamp": now, "lastTimestamp": now, "eventTime": None,
             "source": {"component": "benchpilot-operator"}, "reportingComponent": "benchpilot-operator"}
 

@@ -1,10 +1,11 @@
 """Operator scale: time from creating a 1,000-shard run to all Jobs existing; peak RSS with 100 runs.
 
-The operator runs as its own process (``python -m benchpilot_operator``) against kmock's
-Kubernetes emulator served from this process on 127.0.0.1, a fresh pair per phase. The emulator
-is single-threaded Python on the same 2 cores, so the timing is an upper bound set partly by the
-emulator, not only by the operator.
-Figures, not a verdict. Last line: {"jobs_1000_s": …, "rss_mib_100_runs": …}
+The operator runs as its own process (``python -m benchpilot_operator``), first against kmock's
+Kubernetes emulator served from this process on 127.0.0.1 (a fresh pair per phase; the emulator is
+single-threaded Python on the same 2 cores, so that timing is partly the emulator's), then against
+a real control plane (etcd, kube-apiserver, kube-controller-manager built by scripts/k8s-bin.sh),
+where the Job controller also creates a pod per Job, as on a cluster.
+Figures, not a verdict. Last line: {"jobs_1000_s": …, "rss_mib_100_runs": …, "real": {...}}
 """
 
 from __future__ import annotations
@@ -122,7 +123,70 @@ async def main() -> None:
         peak = vm(st.op.pid, "VmHWM")
         print(f"100 runs × 4 shards: {counted} Jobs after {all_s}s; operator RSS {vm(st.op.pid, 'VmRSS') / 1024:.0f} "
               f"MiB, peak {peak / 1024:.0f} MiB (idle operator: {rss_before / 1024:.0f} MiB)")
-    print(json.dumps({"jobs_1000_s": jobs_s, "rss_mib_100_runs": round(peak / 1024, 1)}))
+    real = real_api_server()
+    print(json.dumps({"jobs_1000_s": jobs_s, "rss_mib_100_runs": round(peak / 1024, 1), "real": real}))
+
+
+def real_api_server() -> dict | None:
+    """The same two phases against a real API server (None when the binaries are not built)."""
+    from tests.cluster.control_plane import ControlPlane, k8s_bin
+
+    bin_dir = k8s_bin(build=False)
+    if bin_dir is None:
+        print("real API server: skipped (run scripts/k8s-bin.sh to build the control plane)")
+        return None
+    cp = ControlPlane(bin_dir).start()
+    try:
+        cp.kubectl("apply", "-f", str(ROOT / "crds"))
+        cp.kubectl("wait", "--for=condition=Established", "crd/benchmarkruns.benchpilot.io", "--timeout=60s")
+        for ns in ["scale", *[f"many-{i}" for i in range(10)]]:
+            cp.kubectl("create", "namespace", ns)
+        env = {**cp.env(), "BENCHPILOT_API_SERVER": "", "BENCHPILOT_METRICS_PORT": "0", "BENCHPILOT_LIVENESS_PORT": "0",
+               "BENCHPILOT_RESYNC_SECONDS": "2", "BENCHPILOT_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+
+        def jobs_in(*namespaces: str) -> int:
+            return sum(len(cp.kubectl("get", "jobs", "-n", ns, "-o", "name").stdout.split()) for ns in namespaces)
+
+        op = subprocess.Popen([sys.executable, "-m", "benchpilot_operator"], env=env, cwd=ROOT)
+        try:
+            time.sleep(3)
+            cpu0 = cpu_s(op.pid)
+            t0 = time.monotonic()
+            cp.apply(doc("big", "scale", 1000, 10))
+            n = 0
+            while n < 1000 and time.monotonic() - t0 < 900:
+                time.sleep(1)
+                n = jobs_in("scale")
+            jobs_s = round(time.monotonic() - t0, 1)
+            print(f"real API server, 1,000-shard run: {n} Jobs exist {jobs_s}s after the run was created "
+                  f"(operator CPU {cpu_s(op.pid) - cpu0:.1f}s, peak RSS {vm(op.pid, 'VmHWM') / 1024:.0f} MiB)")
+        finally:
+            op.terminate()
+            op.wait(30)
+        cp.kubectl("delete", "benchmarkrun", "big", "-n", "scale", "--wait=false")
+        env["BENCHPILOT_RESYNC_SECONDS"] = "10"
+        op = subprocess.Popen([sys.executable, "-m", "benchpilot_operator"], env=env, cwd=ROOT)
+        try:
+            time.sleep(3)
+            idle = vm(op.pid, "VmRSS")
+            t1 = time.monotonic()
+            for i in range(100):
+                cp.apply(doc(f"r{i:03d}", f"many-{i % 10}", 4, 1))
+            counted = 0
+            while counted < 400 and time.monotonic() - t1 < 600:
+                time.sleep(2)
+                counted = jobs_in(*[f"many-{i}" for i in range(10)])
+            all_s = round(time.monotonic() - t1, 1)
+            time.sleep(25)
+            peak = vm(op.pid, "VmHWM")
+            print(f"real API server, 100 runs × 4 shards: {counted} Jobs after {all_s}s; operator peak RSS "
+                  f"{peak / 1024:.0f} MiB (idle {idle / 1024:.0f} MiB)")
+        finally:
+            op.terminate()
+            op.wait(30)
+        return {"jobs_1000": n, "jobs_1000_s": jobs_s, "runs_100_jobs": counted, "rss_mib_100_runs": round(peak / 1024, 1)}
+    finally:
+        cp.stop()
 
 
 if __name__ == "__main__":

@@ -50,10 +50,15 @@ import (
 EOF
     go mod tidy -e >&2
   fi
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  local stamp="" pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do  # what --version and discovery report
+    stamp+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
   for t in kube-apiserver kube-controller-manager kubectl; do
     [[ -x "$BIN/$t" ]] && continue
     log "building $t $K8S_VERSION (minutes, once per machine)"
-    go build -trimpath -ldflags="-s -w" -o "$BIN/$t" "k8s.io/kubernetes/cmd/$t"
+    go build -trimpath -ldflags="-s -w$stamp" -o "$BIN/$t" "k8s.io/kubernetes/cmd/$t"
   done
 }
 

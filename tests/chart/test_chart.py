@@ -97,7 +97,7 @@ def test_rbac_is_least_privilege_and_scoped_by_value():
     role = next(d for d in by_kind(cluster, "ClusterRole") if not d["metadata"]["name"].endswith("discovery"))
     verbs = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
     assert verbs[("", "pods")] == {"get", "list", "watch"}
-    assert verbs[("", "configmaps")] == {"get", "list", "create"}
+    assert verbs[("", "configmaps")] == {"get", "list", "create", "patch"}
     assert "delete" not in verbs[("benchpilot.io", "benchmarkruns")]
     assert not any(r == "secrets" for _, r in verbs), "the operator never reads secrets"
     assert not any("*" in v for v in verbs.values())

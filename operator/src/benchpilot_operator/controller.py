@@ -15,10 +15,10 @@ from benchpilot_runner.spec import SHARD_CASES_METRIC, SpecError, parse_manifest
 
 from . import manifests as M
 from .config import OperatorConfig
-from .k8s import KubeClient, build_event, configmaps_path, events_path, jobs_path, pods_path, runs_path
+from .k8s import APIError, KubeClient, build_event, configmaps_path, events_path, jobs_path, pods_path, runs_path
 from .metrics import OperatorMetrics
 from .plan import PlanError, limit_for, plan_run
-from .status import ShardObs, invalid_status, pod_running, reconcile, utc_now
+from .status import ShardObs, invalid_status, pod_running, reconcile, utc_now, with_condition
 
 log = logging.getLogger("benchpilot.controller")
 
@@ -139,15 +139,28 @@ async def reconcile_run(body: dict, client: KubeClient, cfg: OperatorConfig, met
     async def set_suspend(i: int, value: bool) -> None:
         await client.merge_patch(f"{jobs_path(ns)}/{M.job_name(meta['name'], i)}", {"spec": {"suspend": value}})
 
-    if status.get("limitShares") and status["limitShares"] != prev.get("limitShares"):
+    async def update_shares() -> None:
         # grows reach running pods through this ConfigMap (they re-read it); new pods also get theirs in env
         shares = {int(k): v for k, v in status["limitShares"].items()}
         cm = M.build_shares_configmap(meta, spec, shares)
         if not await client.create(configmaps_path(ns), cm):
             await client.merge_patch(f"{configmaps_path(ns)}/{cm['metadata']['name']}", {"data": cm["data"]})
-    await asyncio.gather(*(create(c) for c in acts.create),
-                         *(set_suspend(i, True) for i in acts.suspend),
-                         *(set_suspend(i, False) for i in acts.resume))
+
+    shares_changed = bool(status.get("limitShares")) and status["limitShares"] != prev.get("limitShares")
+    results = await asyncio.gather(*([update_shares()] if shares_changed else []),
+                                   *(create(c) for c in acts.create),
+                                   *(set_suspend(i, True) for i in acts.suspend),
+                                   *(set_suspend(i, False) for i in acts.resume), return_exceptions=True)
+    forbidden = [r for r in results if isinstance(r, APIError) and r.status == 403]
+    other = [r for r in results if isinstance(r, BaseException) and r not in forbidden]
+    if forbidden:
+        # RBAC refused an action: say so on the run (and keep serving the others), never a crash loop
+        status = with_condition(status, "Ready", False, "Forbidden",
+                                f"the operator's RBAC refused an action: {str(forbidden[0])[:400]}; grant the "
+                                "verb in the operator's Role/ClusterRole (charts/benchpilot/templates/rbac.yaml)")
+        log.error("RBAC refused an action", extra={"run": key, "error": str(forbidden[0])[:400]})
+    if other:
+        raise other[0]
     await post_events(client, body, acts.events)
     metrics.observe(key, status)
     return status

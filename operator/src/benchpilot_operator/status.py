@@ -169,6 +169,13 @@ def _condition(prev: list[dict], type_: str, status: bool, reason: str, message:
             "lastTransitionTime": now if changed else old.get("lastTransitionTime", now)}
 
 
+def with_condition(status: dict, type_: str, value: bool, reason: str, message: str, now: str | None = None) -> dict:
+    """``status`` with condition ``type_`` set (replacing one of that type)."""
+    conds = [c for c in status.get("conditions") or [] if c.get("type") != type_]
+    conds.insert(0, _condition(status.get("conditions") or [], type_, value, reason, scrub(message), now or utc_now()))
+    return {**status, "conditions": conds}
+
+
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 

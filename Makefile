@@ -14,7 +14,7 @@ test:
 	@scripts/bootstrap.sh --system
 	@# the cluster tier's binaries, built from Go modules once per machine (minutes), outside the test timeout
 	@scripts/k8s-bin.sh >/dev/null || echo "k8s-bin: could not build the control plane; tests/cluster will say why" >&2
-	$(VENV)/python -m pytest -q -p no:cacheprovider
+	$(VENV)/python -m pytest -q -rs -p no:cacheprovider
 
 test-cluster: setup  ## the real control-plane tier alone (builds the binaries from Go modules the first time)
 	@scripts/k8s-bin.sh >/dev/null

@@ -270,3 +270,65 @@ def test_a_verb_removed_from_the_role_is_a_clear_condition_not_a_crash(installed
         cp.apply({k: v for k, v in role.items() if k != "status"} | {"metadata": {
             k: v for k, v in role["metadata"].items() if k not in ("resourceVersion", "uid", "creationTimestamp",
                                                                    "managedFields")}})
+
+
+def run_pod_locally(cp, ns: str, job_name: str, tmp: Path) -> tuple[int, dict]:
+    """Play the kubelet for real: run the pod's runner command as a local process with the pod's env and
+    its mounted ConfigMap, then write the pod's status (exit code, termination message) via pods/status."""
+    pod = cp.wait_for(lambda: next(iter([p for p in cp.get("pods", "-n", ns, "-l", f"job-name={job_name}")["items"]
+                                         if not (p.get("status") or {}).get("containerStatuses")]), None), 90,
+                      f"a new pod of {job_name}")
+    c = pod["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    cm = cp.get("configmap", f"{job_name.rsplit('-s', 1)[0]}-spec", "-n", ns)
+    spec_file = tmp / f"{pod['metadata']['name']}-run.json"
+    spec_file.write_text(cm["data"]["run.json"])
+    term = tmp / f"{pod['metadata']['name']}.termination"
+    env.update(BENCHPILOT_SPEC=str(spec_file), BENCHPILOT_TERMINATION_LOG=str(term),
+               BENCHPILOT_HEALTH_HOST="127.0.0.1", BENCHPILOT_HEALTH_PORT=str(__import__("tests.servers.s3", fromlist=[
+                   "free_port"]).free_port()), HOME=str(tmp))
+    env.pop("BENCHPILOT_SHARES_FILE", None)
+    cp.pod_status(ns, pod["metadata"]["name"], {"phase": "Running", "containerStatuses": [
+        {"name": "runner", "image": "x", "imageID": "", "ready": True, "restartCount": 0,
+         "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]})
+    done = subprocess.run([sys.executable, "-m", "benchpilot_runner", *c["args"]], env={**__import__("os").environ,
+                          **env}, cwd=tmp, capture_output=True, text=True, timeout=240)
+    message = term.read_text() if term.exists() else ""
+    cp.pod_status(ns, pod["metadata"]["name"], {
+        "phase": "Succeeded" if done.returncode == 0 else "Failed",
+        "containerStatuses": [{"name": "runner", "image": "x", "imageID": "", "ready": False, "restartCount": 0,
+                               "state": {"terminated": {"exitCode": done.returncode, "message": message,
+                                                        "startedAt": "2026-01-01T00:00:00Z",
+                                                        "finishedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                    time.gmtime())}}}]})
+    return done.returncode, json.loads(message) if message else {}
+
+
+def test_the_runner_itself_in_the_pods_the_job_controller_makes(installed, operator, tmp_path):
+    cp = installed
+    ns = ns_(cp)
+    # a simulated run: each shard's real runner, with the Job's env and spec, finishes its cases
+    cp.apply(run_doc("live", ns, sharding={"shards": 2}, output={"uri": str(tmp_path / "out")}))
+    cp.wait_for(lambda: len(jobs(cp, ns, "live")) == 2, 60, "2 Jobs")
+    for i in range(2):
+        code, said = run_pod_locally(cp, ns, f"live-s{i}", tmp_path)
+        assert code == 0 and said["reason"] == "Complete", said
+    st = cp.wait_for(lambda: (s := status(cp, ns, "live")).get("phase") == "Succeeded" and s, 90, "live Succeeded")
+    assert st["cases"]["completed"] == st["cases"]["total"] == 16
+    assert list((tmp_path / "out").rglob("_SUCCESS")), "the runner wrote its results and manifests"
+
+    # an endpoint that never answers: the runner exits 3 (cases unfinished) on every attempt, the real
+    # Job controller retries up to backoffLimit, then the run names the reason
+    doc = run_doc("down", ns, sharding={"shards": 1}, limits={"backoffLimit": 1, "caseTimeoutSeconds": 5},
+                  endpoint={"baseURL": "http://127.0.0.1:9/v1", "maxRetries": 0, "requestTimeoutSeconds": 1},
+                  output={"uri": str(tmp_path / "out2")})
+    doc["spec"]["matrix"]["models"] = ["openai/nobody"]
+    cp.apply(doc)
+    cp.wait_for(lambda: jobs(cp, ns, "down"), 60, "the Job")
+    for attempt in range(2):
+        code, said = run_pod_locally(cp, ns, "down-s0", tmp_path)
+        assert code == 3 and said["reason"] == "CasesUnfinished", (attempt, said)
+    st = cp.wait_for(lambda: (s := status(cp, ns, "down")).get("failedShards") and s, 90, "BackoffLimitExceeded")
+    (f,) = st["failedShards"]
+    assert f["reason"] == "CasesUnfinished" and "never answered" in f["message"], f
+    assert st["phase"] == "Failed"

@@ -127,7 +127,7 @@ def explain_failure(reason: str, message: str, pods: list[dict]) -> tuple[str, s
     said = f": {term.message}" if term and term.message else ""
     if code == INCOMPLETE_EXIT:
         return "CasesUnfinished", (f"cases ended without a final outcome (infrastructure errors or timeouts) on "
-                                   f"every attempt ({reason}){said}; a rerun of the run retries only those")
+                                   f"every attempt ({reason}){said or '; a rerun retries only those'}")
     if code == CONFIG_ERROR_EXIT:
         if term and term.reason == "AuthRefused":
             return "AuthRefused", f"an endpoint refused the API key{said}"

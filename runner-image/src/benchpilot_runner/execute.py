@@ -73,9 +73,13 @@ class ShardResult:
         return self.counts.get("error", 0) + self.counts.get("timeout", 0)
 
 
-def outcome(results: list[ShardResult], *, interrupted: str | None, auth_refused: bool) -> tuple[int, list[str]]:
-    """The exit code of a run or shard and the lines that say why (README: exit codes)."""
-    lines = []
+def outcome(results: list[ShardResult], *, interrupted: str | None, auth_refused: bool,
+            unavailable: dict[str, tuple[str, str]] | None = None) -> tuple[int, list[str]]:
+    """The exit code of a run or shard and the lines that say why (README: exit codes).
+
+    ``unavailable``: endpoints taken out of the run (name -> (state, reason)), said even when every
+    one of their cases had started before (so none was left unrun)."""
+    lines = [why for _, (_, why) in sorted((unavailable or {}).items())]
     unflushed = sum(r.unflushed for r in results)
     retryable = sum(r.retryable for r in results)
     skipped: dict[str, int] = {}
@@ -83,7 +87,7 @@ def outcome(results: list[ShardResult], *, interrupted: str | None, auth_refused
         for why, n in r.skipped.items():
             skipped[why] = skipped.get(why, 0) + n
     for why, n in skipped.items():
-        lines.append(f"{n} cases not run: {why}")
+        lines.append(f"{n} cases not run ({why.split(':', 1)[0]})" if why in lines else f"{n} cases not run: {why}")
     if retryable:
         errs = sum(r.counts.get("error", 0) for r in results)
         lines.append(f"{retryable} cases ended without a final outcome ({errs} error, {retryable - errs} timeout); "

@@ -148,7 +148,8 @@ async def _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, r
     if show_progress:
         reportmod.render_table(summary)
     auth = {n: why for n, (st, why) in endpoints.unavailable().items() if st == "auth_refused"}
-    code, lines = outcome(results, interrupted=interrupted[0] if interrupted else None, auth_refused=bool(auth))
+    code, lines = outcome(results, interrupted=interrupted[0] if interrupted else None, auth_refused=bool(auth),
+                          unavailable=endpoints.unavailable())
     print(f"{ran} cases run now, {already} were already done; results: {fs_uri}", file=sys.stderr)
     if spec.budget.max_cost_usd is not None or spec.budget.max_tokens is not None or budget.spent_usd:
         print(f"spent so far: ${budget.spent_usd:.4f}, {budget.spent_tokens} tokens", file=sys.stderr)

@@ -225,14 +225,14 @@ async def _run(cfg, spec, fs, root, metrics, heartbeat, endpoints, retriever, ca
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     auth = {n: why for n, (st, why) in endpoints.unavailable().items() if st == "auth_refused"}
-    code, lines = outcome([result], interrupted=stopped[0] if stopped else None, auth_refused=bool(auth))
+    code, lines = outcome([result], interrupted=stopped[0] if stopped else None, auth_refused=bool(auth),
+                          unavailable=endpoints.unavailable())
     for line in lines:
         log.log(logging.INFO if code == 0 else logging.ERROR, line, extra={"shard": cfg.shard, "exit_code": code})
     for name, why in auth.items():
         log.error("endpoint refused the API key; its cases were left unrun", extra={"endpoint": name, "reason": why})
     if auth:
         reason = "AuthRefused"
-        lines = [*auth.values(), *lines]
     elif code == 0:
         reason = "BudgetExhausted" if result.stopped_by and not result.complete else "Complete"
     else:

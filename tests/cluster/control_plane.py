@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, wait_for
 from tests.servers.s3 import free_port
 
 
@@ -163,14 +163,8 @@ class ControlPlane:
                            f"{self.logs['kube-apiserver'].read_text()[-3000:]}")
 
     def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.3):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(interval)
+        """tests.helpers.wait_for, polling less often: each check here is a kubectl process."""
+        return wait_for(predicate, timeout, what, interval)
 
     def stop(self) -> None:
         for name in ("kube-controller-manager", "kube-apiserver", "etcd"):

@@ -10,10 +10,12 @@ the :class:`ShardResult` and becomes the exit code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -208,6 +210,51 @@ async def acquire_lease(fs: fsspec.AbstractFileSystem, run_dir: str, shards: lis
         log.warning("another writer holds this shard; waiting for its lease to expire",
                     extra={"other": sinkmod.describe(other)})
         await asyncio.sleep(min(2.0, max(0.1, until - loop.time())))
+
+
+@contextlib.asynccontextmanager
+async def holding(lease: sinkmod.Lease):
+    """Keep ``lease`` renewed while the block runs; release it at the end."""
+    stop = asyncio.Event()
+    renewer = asyncio.create_task(renew_lease(lease, stop))
+    try:
+        yield lease
+    finally:
+        stop.set()
+        await renewer
+        await asyncio.to_thread(lease.release)
+
+
+class StopSignals:
+    """SIGINT/SIGTERM while the block runs: set ``stop`` (no new case starts, what is done is flushed) and
+    arm the watchdog that ends the process within STOP_GRACE_S whatever storage does. With
+    ``second_sigint_exits``, a second Ctrl-C exits at once (the user means it)."""
+
+    def __init__(self, sinks: list, *, second_sigint_exits: bool, context: dict | None = None):
+        self.stop = asyncio.Event()
+        self.signal: str | None = None
+        self.sinks, self.second_sigint_exits, self.context = sinks, second_sigint_exits, context or {}
+
+    def _on(self, name: str) -> None:
+        if self.signal is not None:
+            if self.second_sigint_exits and name == "SIGINT":
+                os._exit(130)
+            return
+        self.signal = name
+        log.warning("stopping: no new cases, flushing what is done", extra={"signal": name, **self.context})
+        arm_stop_watchdog(lambda: sum(len(s.buffer) for s in self.sinks), 130 if name == "SIGINT" else 143)
+        self.stop.set()
+
+    def __enter__(self) -> "StopSignals":
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on, sig.name)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 async def renew_lease(lease: sinkmod.Lease, stop: asyncio.Event) -> None:

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import sys
 import time
 
 from . import report as reportmod
 from . import sink as sinkmod
 from .budget import BudgetTracker
-from .execute import (acquire_lease, arm_stop_watchdog, finish_run, local_uid, outcome, renew_lease,
-                      retrieval_kind, run_shard)
+from .execute import (StopSignals, acquire_lease, finish_run, holding, local_uid, outcome, retrieval_kind,
+                      run_shard)
 from .health import Heartbeat, serve
 from .metrics import RunnerMetrics
 from .models import build_clients
@@ -85,13 +83,13 @@ async def run_local(spec: RunSpec, *, metrics_port: int | None = None, show_prog
         return CONFIG_ERROR_EXIT
     server = None
     try:
-        server = await serve(heartbeat, metrics.registry, "127.0.0.1", metrics_port) if metrics_port else None
-        return await _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, retriever, show_progress)
+        async with holding(lease):
+            server = await serve(heartbeat, metrics.registry, "127.0.0.1", metrics_port) if metrics_port else None
+            return await _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, retriever, show_progress)
     finally:
         await endpoints.close()
         if server:
             await server.cleanup()
-        await asyncio.to_thread(lease.release)
 
 
 async def _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, retriever, show_progress) -> int:
@@ -100,46 +98,29 @@ async def _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, r
     budget = BudgetTracker(spec.budget, spent_usd=state.spent_usd, spent_tokens=state.spent_tokens)
     total = spec.total_cases
     progress = Progress(total, enabled=show_progress)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    interrupted: list[str] = []
     sinks: list = []
-
-    def on_signal(signame: str) -> None:
-        if interrupted:
-            os._exit(130)  # second Ctrl-C: the user means it
-        interrupted.append(signame)
-        log.warning("stopping: no new cases, flushing what is done", extra={"signal": signame})
-        arm_stop_watchdog(lambda: sum(len(x.buffer) for x in sinks), 130 if signame == "SIGINT" else 143)
-        stop.set()
 
     def on_case_done(row: dict | None) -> None:
         budget.add(row)
         progress.advance(1, row["status"] if row else None)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig.name)
     fs_uri = fs.unstrip_protocol(run_dir)
     log.info("sweep start", extra={"run": spec.name, "cases": total, "with_final_result": len(state.done),
                                    "retrieval": retrieval_kind(retriever), "shards": spec.sharding.shards,
                                    "output": fs_uri, "writer": lease.writer})
     heartbeat.busy = True
-    renew_stop = asyncio.Event()
-    renewer = asyncio.create_task(renew_lease(lease, renew_stop))
     try:
-        results = await asyncio.gather(*(
-            run_shard(spec, i, spec.sharding.shards, fs=fs, run_dir=run_dir, runner=runner, metrics=metrics,
-                      heartbeat=heartbeat, stop=stop, concurrency=spec.sharding.concurrency_per_shard,
-                      state=state, writer=lease.writer, gate=budget.exhausted, on_case_done=on_case_done,
-                      sinks=sinks)
-            for i in range(spec.sharding.shards)))
+        with StopSignals(sinks, second_sigint_exits=True) as signals:
+            results = await asyncio.gather(*(
+                run_shard(spec, i, spec.sharding.shards, fs=fs, run_dir=run_dir, runner=runner, metrics=metrics,
+                          heartbeat=heartbeat, stop=signals.stop, concurrency=spec.sharding.concurrency_per_shard,
+                          state=state, writer=lease.writer, gate=budget.exhausted, on_case_done=on_case_done,
+                          sinks=sinks)
+                for i in range(spec.sharding.shards)))
     finally:
         heartbeat.busy = False
-        renew_stop.set()
-        await renewer
         progress.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    interrupted = signals.signal  # SIGINT, SIGTERM or None
     if all(r.complete for r in results) and not interrupted:
         await finish_run(spec, fs, run_dir, uid)
     ran = sum(r.ran for r in results)
@@ -148,7 +129,7 @@ async def _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, r
     if show_progress:
         reportmod.render_table(summary)
     auth = {n: why for n, (st, why) in endpoints.unavailable().items() if st == "auth_refused"}
-    code, lines = outcome(results, interrupted=interrupted[0] if interrupted else None, auth_refused=bool(auth),
+    code, lines = outcome(results, interrupted=interrupted, auth_refused=bool(auth),
                           unavailable=endpoints.unavailable())
     print(f"{ran} cases run now, {already} were already done; results: {fs_uri}", file=sys.stderr)
     if spec.budget.max_cost_usd is not None or spec.budget.max_tokens is not None or budget.spent_usd:
@@ -156,6 +137,6 @@ async def _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, r
     for line in lines:
         print(line, file=sys.stderr)
     if interrupted:
-        print(f"interrupted ({interrupted[0]}): {summary['total']}/{total} cases have results; "
+        print(f"interrupted ({interrupted}): {summary['total']}/{total} cases have results; "
               "run the same command again to resume", file=sys.stderr)
     return code

@@ -13,13 +13,12 @@ import asyncio
 import json
 import logging
 import os
-import signal
 from dataclasses import dataclass, replace
 
 from . import sink as sinkmod
 from .budget import BudgetTracker
-from .execute import (acquire_lease, arm_stop_watchdog, finish_run, local_uid, outcome, renew_lease,
-                      retrieval_kind, run_shard)
+from .execute import (StopSignals, acquire_lease, finish_run, holding, local_uid, outcome, retrieval_kind,
+                      run_shard)
 from .health import Heartbeat, serve
 from .manifest import load_manifest
 from .metrics import RunnerMetrics
@@ -190,42 +189,26 @@ async def _run(cfg, spec, fs, root, metrics, heartbeat, endpoints, retriever, ca
     state = await asyncio.to_thread(sinkmod.read_state, fs, shard_dir, recursive=False)
     budget = BudgetTracker(spec.budget, share=1.0 / cfg.shards, spent_usd=state.spent_usd,
                            spent_tokens=state.spent_tokens)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    stopped: list[str] = []
     sinks: list = []
-
-    def on_signal(name: str) -> None:
-        if stopped:
-            return
-        stopped.append(name)
-        log.warning("stopping: no new cases, flushing", extra={"signal": name, "shard": cfg.shard})
-        arm_stop_watchdog(lambda: sum(len(x.buffer) for x in sinks), 143)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig.name)
     heartbeat.busy = True
-    renew_stop = asyncio.Event()
-    renewer = asyncio.create_task(renew_lease(lease, renew_stop))
-    follower = asyncio.create_task(follow_shares(cfg, spec, endpoints, renew_stop,
+    done = asyncio.Event()
+    follower = asyncio.create_task(follow_shares(cfg, spec, endpoints, done,
                                                  start=max(cfg.limit_share, read_share(cfg.shares_file, cfg.shard) or 0.0)))
     try:
-        result = await run_shard(spec, cfg.shard, cfg.shards, fs=fs, run_dir=run_dir, runner=runner,
-                                 metrics=metrics, heartbeat=heartbeat, stop=stop,
-                                 concurrency=spec.sharding.concurrency_per_shard, state=state, writer=writer,
-                                 gate=budget.exhausted, on_case_done=budget.add, sinks=sinks)
-        if result.complete and not stopped:
-            await finish_run(spec, fs, run_dir, uid)
+        async with holding(lease):
+            with StopSignals(sinks, second_sigint_exits=False, context={"shard": cfg.shard}) as signals:
+                result = await run_shard(spec, cfg.shard, cfg.shards, fs=fs, run_dir=run_dir, runner=runner,
+                                         metrics=metrics, heartbeat=heartbeat, stop=signals.stop,
+                                         concurrency=spec.sharding.concurrency_per_shard, state=state, writer=writer,
+                                         gate=budget.exhausted, on_case_done=budget.add, sinks=sinks)
+                if result.complete and not signals.signal:
+                    await finish_run(spec, fs, run_dir, uid)
     finally:
         heartbeat.busy = False
-        renew_stop.set()
-        await asyncio.gather(renewer, follower)
-        await asyncio.to_thread(lease.release)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        done.set()
+        await follower
     auth = {n: why for n, (st, why) in endpoints.unavailable().items() if st == "auth_refused"}
-    code, lines = outcome([result], interrupted=stopped[0] if stopped else None, auth_refused=bool(auth),
+    code, lines = outcome([result], interrupted=signals.signal, auth_refused=bool(auth),
                           unavailable=endpoints.unavailable())
     for line in lines:
         log.log(logging.INFO if code == 0 else logging.ERROR, line, extra={"shard": cfg.shard, "exit_code": code})

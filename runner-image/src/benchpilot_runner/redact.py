@@ -16,7 +16,7 @@ MASK = "[REDACTED]"
 _MIN_SECRET = 6  # shorter values are too likely to match ordinary text; they are not registered
 
 _PATTERNS = [
-    re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{6,}"),
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"),
     re.compile(r"\b(sk|pk|rk|ak)-[A-Za-z0-9_-]{8,}"),
     re.compile(r"\bsk_(live|test)_[A-Za-z0-9]{8,}"),
     re.compile(r"\bAIza[0-9A-Za-z_-]{20,}"),

@@ -805,7 +805,7 @@ def to_manifest(spec: RunSpec) -> dict:
     }
     return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND,
             "metadata": _drop_none({"name": spec.name, "namespace": spec.namespace, "uid": spec.uid}),
-            "spec": _drop_none(body) | {"suspend": spec.suspend}}
+            "spec": _drop_none(body)}
 
 
 # ----------------------------------------------------------------------------- cases and shards

@@ -35,23 +35,40 @@ def installed(control_plane):
     return cp
 
 
+class Operator:
+    """The operator as a process, authenticated with the chart's ServiceAccount token (its RBAC, nothing more)."""
+
+    def __init__(self, cp, kubeconfig: Path, log: Path):
+        self.env = {**cp.env(kubeconfig), "BENCHPILOT_METRICS_PORT": "0", "BENCHPILOT_LIVENESS_PORT": "0",
+                    "BENCHPILOT_RESYNC_SECONDS": "1", "BENCHPILOT_API_SERVER": ""}
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchpilot_operator"], cwd=ROOT, env=self.env,
+                                     stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
 @pytest.fixture(scope="module")
 def operator(installed, tmp_path_factory):
-    """The operator as a process, authenticated with the chart's ServiceAccount token (its RBAC, nothing more)."""
     cp = installed
     sa = cp.get("serviceaccounts", "-n", OP_NS)["items"]
     name = next(s["metadata"]["name"] for s in sa if s["metadata"]["name"].endswith("operator"))
     token = cp.kubectl("create", "token", name, "-n", OP_NS, "--duration=2h").stdout.strip()
-    kubeconfig = cp.kubeconfig("operator", token=token, namespace=OP_NS)
-    log = tmp_path_factory.mktemp("op") / "operator.log"
-    env = {**cp.env(kubeconfig), "BENCHPILOT_METRICS_PORT": "0", "BENCHPILOT_LIVENESS_PORT": "0",
-           "BENCHPILOT_RESYNC_SECONDS": "1", "BENCHPILOT_API_SERVER": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "benchpilot_operator"], cwd=ROOT, env=env,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    proc.log, proc.kubeconfig = log, kubeconfig
-    yield proc
-    proc.terminate()
-    proc.wait(20)
+    op = Operator(cp, cp.kubeconfig("operator", token=token, namespace=OP_NS),
+                  tmp_path_factory.mktemp("op") / "operator.log")
+    op.start()
+    yield op
+    op.stop()
 
 
 def ns_(cp) -> str:
@@ -222,18 +239,10 @@ def test_real_job_controller_deadline_oom_suspend_and_a_restart(installed, opera
 
     # a restarted operator finds its Jobs by name, label and owner: it creates none twice
     names = sorted(j["metadata"]["name"] for j in cp.get("jobs", "-n", ns)["items"])
-    operator.send_signal(15)
-    operator.wait(30)
-    env = {**cp.env(operator.kubeconfig), "BENCHPILOT_METRICS_PORT": "0",
-           "BENCHPILOT_LIVENESS_PORT": "0", "BENCHPILOT_RESYNC_SECONDS": "1", "BENCHPILOT_API_SERVER": ""}
-    again = subprocess.Popen([sys.executable, "-m", "benchpilot_operator"], cwd=ROOT, env=env,
-                             stdout=open(operator.log, "a"), stderr=subprocess.STDOUT)
-    try:
-        time.sleep(6)
-        assert sorted(j["metadata"]["name"] for j in cp.get("jobs", "-n", ns)["items"]) == names
-    finally:
-        again.terminate()
-        again.wait(20)
+    operator.restart()
+    time.sleep(6)
+    assert operator.proc.poll() is None
+    assert sorted(j["metadata"]["name"] for j in cp.get("jobs", "-n", ns)["items"]) == names
 
 
 def test_a_verb_removed_from_the_role_is_a_clear_condition_not_a_crash(installed, tmp_path):

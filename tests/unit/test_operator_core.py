@@ -273,3 +273,53 @@ def test_operator_logs_keep_their_fields(capsys):
     first, second = (json.loads(x) for x in capsys.readouterr().err.strip().splitlines()[-2:])
     assert first["error"] == "HTTP 403: forbidden" and first["reason"] == "RunFailed"
     assert "sk-abcdefghijklmnopq" not in json.dumps(second), "operator logs are scrubbed too"
+
+
+async def test_shares_that_failed_to_publish_are_published_again():
+    from benchpilot_operator.controller import reconcile_run
+    from benchpilot_operator.k8s import APIError
+    from benchpilot_operator.metrics import OperatorMetrics
+
+    class Client:
+        def __init__(self, fail: bool):
+            self.fail, self.patches = fail, []
+
+        async def create(self, path, body):
+            if body["kind"] == "ConfigMap" and body["metadata"]["name"].endswith("-shares") and self.fail:
+                raise APIError(500, "etcd is busy")
+            return False  # exists already
+
+        async def merge_patch(self, path, body):
+            self.patches.append(path)
+
+        async def list(self, path, selector=None):
+            return []
+
+        async def delete(self, path):
+            return True
+
+    doc = manifest(endpoint={"baseURL": "http://llm/v1"})
+    doc["spec"]["matrix"]["models"] = ["openai/m"]
+    body = {**doc, "metadata": {"name": "r", "namespace": "ns", "uid": "u1", "generation": 1}}
+    failing = Client(fail=True)
+    failing.bodies = []
+    orig = failing.merge_patch
+
+    async def record(path, b):
+        failing.bodies.append((path, b))
+        await orig(path, b)
+    failing.merge_patch = record
+    with pytest.raises(APIError):
+        await reconcile_run(body, failing, CFG, OperatorMetrics())
+    (path, urgent), *_ = failing.bodies
+    assert path.endswith("/r/status"), "the shares were recorded before acting"
+    recorded = urgent["status"]
+    assert recorded["limitShares"] == {"0": 0.5, "1": 0.5} and recorded["limitSharesPublished"] is False
+    # what a merge patch with that body leaves stored: released shards are sent as null
+    from benchpilot_operator.controller import merge_patch as mp
+    assert mp({"limitShares": {"0": 0.5, "1": 0.5}}, {"limitShares": {"1": 1.0}}) == {"limitShares": {"0": None,
+                                                                                                   "1": 1.0}}
+    again = Client(fail=False)
+    second = await reconcile_run({**body, "status": recorded}, again, CFG, OperatorMetrics())
+    assert second["limitSharesPublished"] is True and second["limitShares"] == recorded["limitShares"]
+    assert any(p.endswith("/r-shares") for p in again.patches), "published again although the shares did not change"

@@ -18,7 +18,7 @@ from .config import OperatorConfig
 from .k8s import APIError, KubeClient, build_event, configmaps_path, events_path, jobs_path, pods_path, runs_path
 from .metrics import OperatorMetrics
 from .plan import PlanError, limit_for, plan_run
-from .status import ShardObs, invalid_status, pod_running, reconcile, utc_now, with_condition
+from .status import ShardObs, invalid_status, merge_patch, pod_running, reconcile, utc_now, with_condition
 
 log = logging.getLogger("benchpilot.controller")
 
@@ -120,8 +120,15 @@ async def reconcile_run(body: dict, client: KubeClient, cfg: OperatorConfig, met
     status, acts = reconcile(spec, plan, shards, prev, cfg, generation=generation,
                              results_uri=results_uri(spec, meta))
     ns = meta["namespace"]
-    if acts.urgent_status:  # record retry bookkeeping before acting, so a crash in between repeats nothing
-        await client.merge_patch(f"{runs_path(ns)}/{meta['name']}/status", {"status": acts.urgent_status})
+    urgent = dict(acts.urgent_status or {})
+    if status.get("limitShares") and status["limitShares"] != prev.get("limitShares"):
+        # the shares new Jobs are created with are recorded first: a failure in between never lets the
+        # next pass hand out what a pod already holds
+        # (a merge patch: released shards must be sent as null, or the stored map would keep them)
+        urgent.update(merge_patch({"limitShares": prev.get("limitShares") or {}},
+                                  {"limitShares": status["limitShares"]}), limitSharesPublished=False)
+    if urgent:  # record bookkeeping before acting, so a crash in between repeats nothing
+        await client.merge_patch(f"{runs_path(ns)}/{meta['name']}/status", {"status": urgent})
     for reason in acts.retries:
         metrics.retries.labels(key, reason).inc()
 
@@ -146,11 +153,15 @@ async def reconcile_run(body: dict, client: KubeClient, cfg: OperatorConfig, met
         if not await client.create(configmaps_path(ns), cm):
             await client.merge_patch(f"{configmaps_path(ns)}/{cm['metadata']['name']}", {"data": cm["data"]})
 
-    shares_changed = bool(status.get("limitShares")) and status["limitShares"] != prev.get("limitShares")
-    results = await asyncio.gather(*([update_shares()] if shares_changed else []),
+    # publish when the shares changed, or when the last attempt to publish them failed
+    publish = bool(status.get("limitShares")) and (status["limitShares"] != prev.get("limitShares")
+                                                   or prev.get("limitSharesPublished") is False)
+    results = await asyncio.gather(*([update_shares()] if publish else []),
                                    *(create(c) for c in acts.create),
                                    *(set_suspend(i, True) for i in acts.suspend),
                                    *(set_suspend(i, False) for i in acts.resume), return_exceptions=True)
+    if status.get("limitShares"):
+        status["limitSharesPublished"] = not (publish and isinstance(results[0], BaseException))
     forbidden = [r for r in results if isinstance(r, APIError) and r.status == 403]
     other = [r for r in results if isinstance(r, BaseException) and r not in forbidden]
     if forbidden:

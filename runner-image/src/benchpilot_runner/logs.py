@@ -10,6 +10,8 @@ import time
 from .redact import scrub, scrub_deep
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+# extras that libraries attach to every record and that say nothing per line (kopf: its whole settings object)
+_NOISE = {"settings", "k8s_skip"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -17,7 +19,7 @@ class JsonFormatter(logging.Formatter):
         out = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
                "level": record.levelname.lower(), "logger": record.name, "msg": scrub(record.getMessage())}
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and key not in _NOISE and not key.startswith("_"):
                 out[key] = scrub_deep(value)
         if record.exc_info:
             out["exc"] = scrub(self.formatException(record.exc_info))

@@ -40,10 +40,6 @@ def register(*values: str | None) -> None:
         _secrets = tuple(sorted(set(_secrets) | {v.strip() for v in new} | set(new), key=len, reverse=True))
 
 
-def registered() -> int:
-    return len(_secrets)
-
-
 def _sub_pattern(m: re.Match) -> str:
     if m.re is _PATTERNS[-1]:
         return m.group(1) + MASK

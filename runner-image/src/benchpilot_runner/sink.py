@@ -426,10 +426,6 @@ async def put_retrying(fs: fsspec.AbstractFileSystem, path: str, data: bytes, *,
     return False
 
 
-def shard_succeeded(fs: fsspec.AbstractFileSystem, run_dir: str, shard: int) -> bool:
-    return fs.exists(f"{run_dir}/{shard_name(shard)}/{SUCCESS}")
-
-
 async def maybe_write_run_success(fs: fsspec.AbstractFileSystem, run_dir: str, shards: int, *, run: str,
                                   namespace: str, uid: str, total_cases: int) -> bool:
     """Write the run's ``_SUCCESS`` once every shard has its own; idempotent."""

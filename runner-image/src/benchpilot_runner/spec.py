@@ -18,6 +18,7 @@ import math
 import re
 import reprlib
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Iterable, Iterator, Mapping
 
 # ---- constants both sides share (the one place they are defined; the chart's values.yaml is checked
@@ -267,17 +268,16 @@ class RunSpec:
         acc, lat = SIM_PRESETS[preset]
         return SimModel(accuracy=acc, latency_s=lat)
 
+    @cached_property
+    def _by_name(self) -> tuple[dict[str, ModelSpec], dict[str, Endpoint]]:
+        return {m.name: m for m in self.models}, {e.name: e for e in self.endpoints}
+
     def model(self, name: str) -> ModelSpec:
-        for m in self.models:
-            if m.name == name:
-                return m
-        raise KeyError(name)
+        """The model named ``name`` (called several times per case: a lookup, not a scan)."""
+        return self._by_name[0][name]
 
     def endpoint(self, name: str) -> Endpoint:
-        for e in self.endpoints:
-            if e.name == name:
-                return e
-        raise KeyError(name)
+        return self._by_name[1][name]
 
     @property
     def total_cases(self) -> int:

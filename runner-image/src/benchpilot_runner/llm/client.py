@@ -166,8 +166,9 @@ class OpenAIClient:
                     attempt += 1
 
     async def _once(self, label: str, payload: dict) -> ChatResult:
-        expected = _estimate_tokens(payload)
         limiter = self.limiter
+        # estimated only where a tokens-per-minute limit needs it (it serialises the tool schemas)
+        expected = _estimate_tokens(payload) if limiter is not None and limiter.counts_tokens else 0.0
         if limiter is not None:
             await limiter.acquire(expected)
         start = time.monotonic()
@@ -200,7 +201,7 @@ class OpenAIClient:
                 raise
             return result
         finally:
-            if limiter is not None:
+            if limiter is not None and limiter.counts_tokens:
                 actual = (result.prompt_tokens + result.completion_tokens) if result else 0
                 limiter.settle(expected, actual or expected)
             self.observer(label, code, time.monotonic() - start,

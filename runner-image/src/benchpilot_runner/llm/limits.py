@@ -75,12 +75,10 @@ class EndpointLimiter:
         self.decrease, self.increase_per_s = decrease, increase_per_s
         self.decrease_interval_s, self.floor_ratio = decrease_interval_s, floor_ratio
         self.share_rpm = requests_per_minute
-        self.share_tpm = tokens_per_minute
         self.rpm = requests_per_minute  # the current, adaptive request rate (<= share_rpm)
         self._requests = self._bucket(requests_per_minute)
         self._tokens = self._bucket(tokens_per_minute)
         self._sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
-        self._max_concurrency = max_concurrency
         self._last_decrease = -1e18
         self._last_adjust = clock()
         self.throttled = 0
@@ -95,7 +93,7 @@ class EndpointLimiter:
 
     def set_share(self, requests_per_minute: float | None, tokens_per_minute: float | None = None) -> None:
         """This process's share of the run's limit changed (pods re-read it while they run)."""
-        self.share_rpm, self.share_tpm = requests_per_minute, tokens_per_minute
+        self.share_rpm = requests_per_minute
         if requests_per_minute and self._requests:
             self.rpm = min(self.rpm or requests_per_minute, requests_per_minute) if self.throttled else \
                 requests_per_minute
@@ -129,6 +127,11 @@ class EndpointLimiter:
             await self._requests.acquire()
         if self._tokens is not None and tokens > 0:
             await self._tokens.acquire(tokens)
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether requests must say how many tokens they expect (a tokens-per-minute limit is set)."""
+        return self._tokens is not None
 
     def settle(self, expected: float, actual: float) -> None:
         """After the answer: correct the token bucket by what was really used."""

@@ -158,7 +158,8 @@ async def run_shard(spec: RunSpec, shard: int, shards: int, *, fs: fsspec.Abstra
     log.info("shard start", extra={"run": spec.name, "shard": shard, "shards": shards, "cases": size,
                                    "attempt": sink.attempt, "writer": writer, "dir": run_dir})
     sched = ShardScheduler(spec, shard, runner, sink, concurrency=min(concurrency, max(1, size)), metrics=metrics,
-                           heartbeat=heartbeat, tries=state.tries, gate=gate, on_case_done=done_one)
+                           heartbeat=heartbeat, next_attempt=state.next_attempt, gate=gate,
+                           on_case_done=done_one)
     flusher_stop = asyncio.Event()
     flusher = asyncio.create_task(sink.run_flusher(flusher_stop))
     try:

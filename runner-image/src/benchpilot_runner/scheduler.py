@@ -15,7 +15,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable
 
 from .health import Heartbeat
 from .llm.base import CASE_DEADLINE, EndpointUnavailable
@@ -36,12 +36,13 @@ def _utc(ts: float) -> dt.datetime:
 class ShardScheduler:
     def __init__(self, spec: RunSpec, shard: int, runner: CaseRunner, sink: ShardSink, *,
                  concurrency: int, metrics: RunnerMetrics, heartbeat: Heartbeat,
-                 tries: Mapping[str, int] | None = None, gate: Callable[[], str | None] | None = None,
+                 next_attempt: Callable[[str], int] | None = None,
+                 gate: Callable[[], str | None] | None = None,
                  on_case_done: Callable[[dict], None] | None = None):
         self.spec, self.shard, self.runner, self.sink = spec, shard, runner, sink
         self.concurrency = concurrency
         self.metrics, self.heartbeat = metrics, heartbeat
-        self.tries = tries or {}
+        self.next_attempt = next_attempt or (lambda case_id: 1)  # sink.ResumeState.next_attempt
         self.gate = gate or (lambda: None)  # a reason to start no new case (e.g. the budget is spent)
         self.on_case_done = on_case_done or (lambda row: None)
         self.counts: dict[str, int] = {}
@@ -80,7 +81,7 @@ class ShardScheduler:
             "run": spec.name, "namespace": spec.namespace, "case_id": case.case_id, "suite": spec.suite,
             "model": case.model, "prompt_type": case.prompt_type, "difficulty": case.difficulty,
             "task_type": case.task_type, "instance": case.instance, "shard": self.shard,
-            "attempt": self.tries.get(case.case_id, 0) + 1,
+            "attempt": self.next_attempt(case.case_id),
             "latency_s": round(elapsed, 4), "turns": progress.turns, "tool_calls": progress.tool_calls,
             "prompt_tokens": progress.prompt_tokens, "completion_tokens": progress.completion_tokens,
             "cost_usd": cost, "started_at": _utc(started), "finished_at": _utc(time.time()), **fields,

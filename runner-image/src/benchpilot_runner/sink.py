@@ -142,17 +142,6 @@ def rows_to_parquet(rows: list[dict]) -> bytes:
     return buf.getvalue()
 
 
-def conform(table: pa.Table) -> pa.Table:
-    """A part's table in today's schema: columns added since it was written are null."""
-    cols = []
-    for f in SCHEMA:
-        if f.name in table.column_names:
-            cols.append(table.column(f.name).cast(f.type))
-        else:
-            cols.append(pa.nulls(table.num_rows, f.type))
-    return pa.Table.from_arrays(cols, schema=SCHEMA)
-
-
 def list_parts(fs: fsspec.AbstractFileSystem, folder: str, *, recursive: bool = False) -> list[str]:
     """The part files under a folder, sorted (missing folder: none)."""
     try:

@@ -33,15 +33,17 @@ FIRST_CASE = textwrap.dedent("""
         uptime = float(open("/proc/uptime").read().split()[0])
         return uptime - ticks / os.sysconf("SC_CLK_TCK")
     from benchpilot_runner import spec as S
+    from benchpilot_runner.suites.workflow import vocab as W
     from benchpilot_runner.resources import open_cache
-    from benchpilot_runner.suites.workflow.case import CaseProgress, CaseRunner
+    from benchpilot_runner.cases import CaseProgress, make_runner
+    from benchpilot_runner.suites.base import Retrieval
     cache = open_cache(sys.argv[1])
     doc = {"apiVersion": "benchpilot.io/v1alpha1", "kind": "BenchmarkRun", "metadata": {"name": "b"},
            "spec": {"matrix": {"models": ["sim/b"], "promptTypes": ["optimal"], "taskTypes": ["data_pipeline"],
                                "difficulties": ["medium"], "instances": 1},
                     "simulation": {"sim/b": {"accuracy": 0.9, "latencySeconds": 0}}}}
     spec = S.parse_manifest(doc)
-    row = asyncio.run(CaseRunner(spec, retriever=cache.retriever()).run(S.expand(spec.matrix)[0], CaseProgress()))
+    row = asyncio.run(make_runner(spec, retrieval=Retrieval(cache)).run(S.expand(spec.matrix)[0], CaseProgress()))
     assert not cache.encoder_loaded
     print(round(since_start(), 4), row["status"])
 """)
@@ -51,7 +53,7 @@ HOLD = textwrap.dedent("""
     import faiss, numpy
     from benchpilot_runner.resources import open_cache
     from benchpilot_runner.suites.workflow.registry import TOOLS
-    c = open_cache(sys.argv[1]); c.touch(); c.retriever().retrieve(TOOLS[0].text(), 5)
+    c = open_cache(sys.argv[1]); c.touch(); c.search("tools", TOOLS[0].text(), 5)
     print("ready", flush=True); sys.stdin.read()
 """)
 

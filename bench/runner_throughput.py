@@ -40,18 +40,20 @@ async def child(concurrency: int, base_url: str) -> dict:
     import fsspec
 
     from benchpilot_runner import spec as S
+
+    from benchpilot_runner.suites.workflow import vocab as W
     from benchpilot_runner.health import Heartbeat
     from benchpilot_runner.metrics import RunnerMetrics
     from benchpilot_runner.models import build_clients
     from benchpilot_runner.scheduler import ShardScheduler
     from benchpilot_runner.sink import ShardSink
-    from benchpilot_runner.suites.workflow.case import CaseRunner
+    from benchpilot_runner.cases import make_runner
 
     n_cases = concurrency * (ROUNDS + 1)  # one untimed warm-up round opens the connection pool
-    per_instance = len(S.PROMPT_TYPES) * len(S.TASK_TYPES) * len(S.DIFFICULTIES)
+    per_instance = len(W.PROMPT_TYPES) * len(W.TASK_TYPES) * len(W.DIFFICULTIES)
     doc = {"apiVersion": "benchpilot.io/v1alpha1", "kind": "BenchmarkRun", "metadata": {"name": "bench"},
-           "spec": {"matrix": {"models": [f"openai/fixed-{LATENCY_MS}"], "promptTypes": list(S.PROMPT_TYPES),
-                               "taskTypes": list(S.TASK_TYPES), "difficulties": list(S.DIFFICULTIES),
+           "spec": {"matrix": {"models": [f"openai/fixed-{LATENCY_MS}"], "promptTypes": list(W.PROMPT_TYPES),
+                               "taskTypes": list(W.TASK_TYPES), "difficulties": list(W.DIFFICULTIES),
                                "instances": -(-n_cases // per_instance)},
                     "endpoint": {"baseURL": base_url, "qps": 100000, "requestTimeoutSeconds": 30, "maxRetries": 0},
                     "sharding": {"shards": 1, "concurrencyPerShard": concurrency},
@@ -61,7 +63,7 @@ async def child(concurrency: int, base_url: str) -> dict:
     metrics = RunnerMetrics()
     hb = Heartbeat(120)
     endpoints = build_clients(spec, metrics, hb, concurrency=concurrency)
-    runner = CaseRunner(spec, endpoints=endpoints, on_progress=hb.beat)
+    runner = make_runner(spec, endpoints=endpoints, on_progress=hb.beat)
     sink = ShardSink(fsspec.filesystem("memory"), "/bench", 0, flush_rows=10**6, flush_s=10**6)
     sched = ShardScheduler(spec, 0, runner, sink, concurrency=concurrency, metrics=metrics, heartbeat=hb)
     base_rss = rss_kb()

@@ -19,6 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchpilot_runner import spec as S
+
+from benchpilot_runner.suites.workflow import vocab as W
 from tests.helpers import BENCHPILOT, ROOT, manifest, run_cli, wait_for, write_manifest
 from tests.servers.s3 import free_port
 
@@ -138,8 +140,8 @@ def test_a_750000_case_matrix_starts_at_once_and_stops_at_once(tmp_path):
                    output={"flushEveryRows": 1, "flushEverySeconds": 1})
     doc["metadata"]["name"] = "huge"
     doc["spec"]["matrix"] = {"models": ["sim/oracle", "sim/strong", "sim/medium", "sim/weak", "sim/random"],
-                             "promptTypes": list(S.PROMPT_TYPES), "difficulties": list(S.DIFFICULTIES),
-                             "taskTypes": list(S.TASK_TYPES), "instances": 1000}
+                             "promptTypes": list(W.PROMPT_TYPES), "difficulties": list(W.DIFFICULTIES),
+                             "taskTypes": list(W.TASK_TYPES), "instances": 1000}
     assert S.parse_manifest(doc).total_cases == 750_000
     path = write_manifest(tmp_path / "huge.yaml", doc)
     out = tmp_path / "out"
@@ -181,7 +183,7 @@ def test_never_more_workers_than_cases(tmp_path):
     doc = manifest(sharding={"shards": 400, "concurrencyPerShard": 4096})
     doc["metadata"]["name"] = "wide"
     doc["spec"]["matrix"].update(models=["sim/oracle", "sim/weak"], promptTypes=["baseline", "optimal"],
-                                 difficulties=["easy", "medium"], taskTypes=list(S.TASK_TYPES), instances=10)
+                                 difficulties=["easy", "medium"], taskTypes=list(W.TASK_TYPES), instances=10)
     path = write_manifest(tmp_path / "wide.yaml", doc)
     # the run's own peak RSS (VmHWM of its memory map), reported by the process itself: ru_maxrss would
     # carry the pytest parent's RSS over the fork, and RUSAGE_CHILDREN other tests' children

@@ -19,6 +19,7 @@ import pytest
 from benchpilot_runner import manifest as L
 from benchpilot_runner import sink as S_
 from benchpilot_runner import spec as S
+from benchpilot_runner.suites.workflow import vocab as W
 from tests.helpers import BENCHPILOT, ROOT, manifest, run_cli, wait_for
 from tests.servers.fake_llm import EXPECTED_KEY
 from tests.servers.s3 import free_port
@@ -118,7 +119,7 @@ def test_sigkill_at_20_random_moments_loses_and_repeats_nothing(tmp_path, moto_s
                  output={"flushEveryRows": 3, "flushEverySeconds": 0.3},
                  simulation={"sim/k": {"accuracy": 0.7, "latencySeconds": 0.1}})
     doc["spec"]["matrix"].update(models=["sim/k"], promptTypes=["baseline", "optimal", "cot", "flawed_missing_step"],
-                                 taskTypes=list(S.TASK_TYPES), instances=8)
+                                 taskTypes=list(W.TASK_TYPES), instances=8)
     sh = Shard(tmp_path, doc, env=moto_s3.env())
     total = sh.spec.total_cases  # 160
     fs = moto_s3.fs()
@@ -153,7 +154,7 @@ def test_s3_refusing_writes_for_30s_loses_no_row(tmp_path, seaweedfs):
                  output={"flushEveryRows": 5, "flushEverySeconds": 1},
                  simulation={"sim/o": {"accuracy": 0.7, "latencySeconds": 0.08}})
     doc["spec"]["matrix"].update(models=["sim/o"], promptTypes=["baseline", "optimal"],
-                                 taskTypes=list(S.TASK_TYPES), instances=16)
+                                 taskTypes=list(W.TASK_TYPES), instances=16)
     sh = Shard(tmp_path, doc, env=seaweedfs.env())
     fs = seaweedfs.fs()
     proc = sh.start()
@@ -320,7 +321,7 @@ def test_sigterm_flushes_and_exits_within_10s(tmp_path, moto_s3):
     doc = s3_doc(bucket, "term", sharding={"shards": 1, "concurrencyPerShard": 4},
                  output={"flushEveryRows": 1000, "flushEverySeconds": 600},
                  simulation={"sim/t": {"accuracy": 0.7, "latencySeconds": 0.1}})
-    doc["spec"]["matrix"].update(models=["sim/t"], taskTypes=list(S.TASK_TYPES), instances=20)
+    doc["spec"]["matrix"].update(models=["sim/t"], taskTypes=list(W.TASK_TYPES), instances=20)
     sh = Shard(tmp_path, doc, env=moto_s3.env())
     proc = sh.start()
     wait_for(lambda: (r := _try(sh.health)) and r[0] == 200, timeout=30, what="shard up")
@@ -364,7 +365,7 @@ def test_sigterm_exits_within_10s_while_storage_is_frozen(tmp_path, seaweedfs, c
     doc = s3_doc(bucket, f"frozen-{command}", sharding={"shards": 1, "concurrencyPerShard": 4},
                  output={"flushEveryRows": 1000, "flushEverySeconds": 600},
                  simulation={"sim/t": {"accuracy": 0.7, "latencySeconds": 0.05}})
-    doc["spec"]["matrix"].update(models=["sim/t"], taskTypes=list(S.TASK_TYPES), instances=40)
+    doc["spec"]["matrix"].update(models=["sim/t"], taskTypes=list(W.TASK_TYPES), instances=40)
     sh = Shard(tmp_path, doc, env=seaweedfs.env())
     if command == "run":
         path = tmp_path / "m.yaml"

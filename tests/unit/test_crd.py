@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from benchpilot_runner import spec as S
+
 from tests.helpers import EXAMPLES, ROOT, manifest
 
 CRD = yaml.safe_load((ROOT / "crds" / "benchpilot.io_benchmarkruns.yaml").read_text())
@@ -111,10 +112,11 @@ def test_schema_is_structural_and_complete():
     assert CRD["spec"]["names"]["shortNames"] == ["br"] and VERSION["name"] == "v1alpha1"
     assert VERSION["subresources"] == {"status": {}}
     assert [c["name"] for c in VERSION["additionalPrinterColumns"]] == ["Phase", "Progress", "Shards", "Age"]
-    enum = SCHEMA["properties"]["spec"]["properties"]["matrix"]["properties"]["promptTypes"]["items"]["enum"]
-    assert enum == list(S.PROMPT_TYPES)
-    tasks = SCHEMA["properties"]["spec"]["properties"]["matrix"]["properties"]["taskTypes"]["items"]["enum"]
-    assert tasks == list(S.TASK_TYPES)
+    # the vocabulary belongs to the suite (a plug-in): no enum and no default in the CRD, or a
+    # text2sql run would be defaulted to the workflow suite's task types by the API server
+    matrix = SCHEMA["properties"]["spec"]["properties"]["matrix"]["properties"]
+    for key in ("promptTypes", "difficulties", "taskTypes"):
+        assert "enum" not in matrix[key]["items"] and "default" not in matrix[key], key
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
@@ -132,16 +134,18 @@ def test_defaults_match_the_runner():
     assert sp["failurePolicy"] == spec.failure_policy and sp["suite"] == spec.suite
     minimal = {"apiVersion": "benchpilot.io/v1alpha1", "kind": "BenchmarkRun", "metadata": {"name": "m"},
                "spec": {"matrix": {"models": ["sim/weak"], "promptTypes": ["baseline"]}}}
-    d = apply_defaults(SCHEMA, copy.deepcopy(minimal))["spec"]
-    s = S.parse_manifest(minimal)
-    assert d["matrix"]["difficulties"] == list(s.matrix.difficulties)
-    assert d["matrix"]["taskTypes"] == list(s.matrix.task_types)
-    assert d["matrix"]["instances"] == s.matrix.instances
-    assert d["sharding"]["shards"] == s.sharding.shards
+    for suite, prompt in (("workflow", "baseline"), ("text2sql", "zero_shot")):
+        doc = copy.deepcopy(minimal)
+        doc["spec"].update(suite=suite, matrix={"models": ["sim/weak"], "promptTypes": [prompt]})
+        defaulted = apply_defaults(SCHEMA, copy.deepcopy(doc))
+        s = S.parse_manifest(doc)
+        assert S.parse_manifest(defaulted) == s, suite  # the API server's defaults change nothing
+        assert defaulted["spec"]["matrix"]["instances"] == s.matrix.instances
+        assert defaulted["spec"]["sharding"]["shards"] == s.sharding.shards
 
 
 BAD = [
-    ("unknown prompt type", lambda d: d["spec"]["matrix"].__setitem__("promptTypes", ["clever"])),
+    ("unknown suite name shape", lambda d: d["spec"].__setitem__("suite", "Not A Suite")),
     ("no models", lambda d: d["spec"]["matrix"].__setitem__("models", [])),
     ("zero instances", lambda d: d["spec"]["matrix"].__setitem__("instances", 0)),
     ("rate above 1", lambda d: d["spec"]["matrix"].__setitem__("toolSuccessRate", 2)),

@@ -15,6 +15,7 @@ from benchpilot_operator.plan import MiB, PlanError, plan_run
 from benchpilot_operator.state import OperatorState
 from benchpilot_operator.status import merge_patch, reconcile
 from benchpilot_runner import spec as S
+from benchpilot_runner.suites.workflow import vocab as W
 from tests.helpers import manifest
 from tests.unit.builders import JobB, PodB, obs
 
@@ -47,7 +48,7 @@ def test_plan_memory_formula_and_lowering(shared, per_worker, conc, max_mem, wan
     spec = spec_of(resources={"footprint": {"sharedMiB": shared, "perWorkerMiB": per_worker}, "maxPodMemory": max_mem},
                    sharding={"shards": 2, "concurrencyPerShard": conc},
                    matrix={"models": ["sim/weak", "sim/strong"], "promptTypes": ["baseline", "optimal"],
-                           "taskTypes": list(S.TASK_TYPES), "instances": 8})
+                           "taskTypes": list(W.TASK_TYPES), "instances": 8})
     plan = plan_run(spec, CFG)
     need = CFG.base_mib + shared + per_worker * plan.concurrency
     assert plan.request_bytes == int(-(-(need + max(CFG.headroom_min_mib, CFG.headroom_ratio * need)) // 1)) * MiB

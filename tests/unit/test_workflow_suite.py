@@ -9,8 +9,11 @@ from collections import Counter
 import pytest
 
 from benchpilot_runner import spec as S
+
+from benchpilot_runner.suites.workflow import vocab as W
 from benchpilot_runner.suites.workflow import flaws, generator, prompts
-from benchpilot_runner.suites.workflow.case import CaseProgress, CaseRunner
+from benchpilot_runner.cases import CaseProgress, CaseRunner
+from benchpilot_runner.suites.workflow.case import WorkflowRunner
 from benchpilot_runner.suites.workflow.registry import BY_NAME, TOOLS
 from benchpilot_runner.suites.workflow.scoring import score
 from benchpilot_runner.suites.workflow.tools import Call, ToolEnv
@@ -29,10 +32,10 @@ def test_registry_has_about_thirty_typed_tools():
         assert all(p.type in ("string", "integer", "number", "boolean", "array") for p in t.params)
 
 
-@pytest.mark.parametrize("task_type", S.TASK_TYPES)
+@pytest.mark.parametrize("task_type", W.TASK_TYPES)
 def test_generation_is_deterministic_and_grows_with_difficulty(task_type):
     lengths = []
-    for difficulty in S.DIFFICULTIES:
+    for difficulty in W.DIFFICULTIES:
         a, b = task(task_type, difficulty, 3, 99), task(task_type, difficulty, 3, 99)
         assert a == b
         assert set(s.tool for s in a.steps) <= set(a.offered)
@@ -44,8 +47,8 @@ def test_generation_is_deterministic_and_grows_with_difficulty(task_type):
 
 def test_every_workflow_is_executable_in_order():
     """The required steps, called in order with a perfect tool success rate, all succeed."""
-    for task_type in S.TASK_TYPES:
-        for difficulty in S.DIFFICULTIES:
+    for task_type in W.TASK_TYPES:
+        for difficulty in W.DIFFICULTIES:
             for seed in range(20):
                 t = task(task_type, difficulty, seed, seed)
                 env = ToolEnv(t, 1.0, seed)
@@ -60,10 +63,10 @@ def test_seeds_give_different_tasks():
     assert len(descriptions) > 20
 
 
-@pytest.mark.parametrize("prompt_type", [p for p in S.PROMPT_TYPES if p.startswith("flawed_")])
+@pytest.mark.parametrize("prompt_type", [p for p in W.PROMPT_TYPES if p.startswith("flawed_")])
 def test_each_flaw_changes_the_workflow(prompt_type):
     for seed in range(30):
-        for task_type in S.TASK_TYPES:
+        for task_type in W.TASK_TYPES:
             t = task(task_type, "medium", 0, seed)
             shown = flaws.inject(prompt_type, t.steps, seed)
             assert shown != t.steps
@@ -138,14 +141,14 @@ def test_scoring():
 
 
 def _run(spec, cases):
-    runner = CaseRunner(spec, sleep=lambda s: asyncio.sleep(0))
+    runner = CaseRunner(spec, WorkflowRunner(spec, sleep=lambda s: asyncio.sleep(0)))
     return [asyncio.run(runner.run(c, CaseProgress())) for c in cases]
 
 
 def test_oracle_with_optimal_prompt_and_reliable_tools_always_succeeds():
     doc = manifest()
     doc["spec"]["matrix"].update(models=["sim/oracle"], promptTypes=["optimal"], toolSuccessRate=1.0,
-                                 taskTypes=list(S.TASK_TYPES), difficulties=list(S.DIFFICULTIES), instances=2)
+                                 taskTypes=list(W.TASK_TYPES), difficulties=list(W.DIFFICULTIES), instances=2)
     spec = S.parse_manifest(doc)
     rows = _run(spec, S.expand(spec.matrix))
     assert Counter(r["status"] for r in rows) == {"success": len(rows)}
@@ -154,7 +157,7 @@ def test_oracle_with_optimal_prompt_and_reliable_tools_always_succeeds():
 def test_accuracy_orders_models_and_flaws_hurt():
     doc = manifest()
     doc["spec"]["matrix"].update(models=["sim/strong", "sim/weak"], promptTypes=["optimal", "flawed_missing_step"],
-                                 taskTypes=list(S.TASK_TYPES), difficulties=["medium"], instances=12)
+                                 taskTypes=list(W.TASK_TYPES), difficulties=["medium"], instances=12)
     spec = S.parse_manifest(doc)
     cases = S.expand(spec.matrix)
     rows = _run(spec, cases)

@@ -1,23 +1,23 @@
-"""``benchpilot cache build``: embed the suite once, write a read-only cache folder.
+"""``benchpilot cache build``: embed a suite's texts once, write a read-only cache folder.
 
 Layout::
 
-    manifest.json    format, suite version, model, dimensions, row counts, every file's size + sha256
-    embeddings.npy   float32 [rows, dim], L2-normalised: tools, then tasks, then synthetic padding
+    manifest.json    format, suite and version, model, dimensions, row groups, every file's size + sha256
+    embeddings.npy   float32 [rows, dim], L2-normalised: the suite's groups in order, then synthetic padding
     index.faiss      faiss.IndexFlatIP over the same rows (mapped with IO_FLAG_MMAP_IFC when read)
-    texts.json       sha1(text)[:20] -> row, for every embedded tool and task text
-    tools.json       the tool registry
+    texts.json       sha1(text)[:20] -> row, for every embedded text (a known text is never re-encoded)
+    keys.json        group -> the key of each of its rows (a tool name, "table.column", ...)
     model/           the encoder's files, so pods never reach a hub
 
-Rows 0..tools-1 are the tools; retrieval searches only those ids. Task rows let a shard look up
-its task's embedding instead of loading the encoder. ``--synthetic-size MB`` pads the embedding
-rows to that many MiB with seeded near-copies of the real rows (marked as such in the manifest),
-so that caches of production size can be tested and benchmarked without embedding 60k texts.
+The texts come from the suite (``Suite.cache_texts``): the workflow suite embeds its tools (the
+rows retrieval searches) and its task descriptions; text2sql embeds every database's columns with
+their descriptions, sampled values, and the questions. A search is restricted to one group's rows.
+``--synthetic-size MB`` pads the embedding rows to that many MiB with seeded near-copies of the real
+rows (marked as such in the manifest), so caches of production size can be tested and benchmarked.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -27,11 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .spec import DIFFICULTIES, SUITE_VERSION, TASK_TYPES
-from .suites.workflow import generator
-from .suites.workflow.registry import TOOLS
-
-FORMAT = 1
+FORMAT = 2
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_INSTANCES = 100
 
@@ -61,21 +57,15 @@ def load_encoder(model_dir: Path):
     return SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
 
 
-def corpus_texts(instances: int) -> tuple[list[str], list[str]]:
-    """The tool texts and the task descriptions of every (task type, difficulty, instance < instances)."""
-    tools = [t.text() for t in TOOLS]
-    tasks = []
-    lexical = generator.LexicalRetriever()
-    for task_type in TASK_TYPES:
-        for difficulty in DIFFICULTIES:
-            for i in range(instances):
-                tasks.append(generator.generate(task_type, difficulty, i, retriever=lexical).description)
-    return tools, list(dict.fromkeys(tasks))
-
-
-def build(out: str | Path, *, instances: int = DEFAULT_INSTANCES, synthetic_mib: float = 0.0,
-          batch_size: int = 64, log=print) -> dict:
+def build(out: str | Path, *, suite: str = "workflow", config: dict | None = None,
+          instances: int = DEFAULT_INSTANCES, synthetic_mib: float = 0.0, batch_size: int = 64, log=print) -> dict:
+    """Embed the texts of ``suite`` (with its parsed ``config``) into a new cache folder ``out``."""
     import faiss
+
+    from .spec import find_suite
+
+    s = find_suite(suite)
+    groups_texts = s.cache_texts(dict(config or {}), instances=instances)  # before any file is made
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -87,10 +77,18 @@ def build(out: str | Path, *, instances: int = DEFAULT_INSTANCES, synthetic_mib:
     shutil.copytree(src, tmp / "model", ignore=shutil.ignore_patterns(".gitattributes", "README.md"))
     encoder = load_encoder(tmp / "model")
     dim = int(encoder.get_embedding_dimension())
-    tools, tasks = corpus_texts(instances)
-    log(f"embedding {len(tools)} tools and {len(tasks)} task descriptions with {MODEL_NAME} (dim {dim})")
-    real = encoder.encode(tools + tasks, batch_size=batch_size, normalize_embeddings=True,
-                          convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+    texts: list[str] = []
+    groups: dict[str, list[int]] = {}
+    keys: dict[str, list[str]] = {}
+    for group, items in groups_texts.items():
+        groups[group] = [len(texts), len(texts) + len(items)]
+        texts.extend(t for _, t in items)
+        if any(k for k, _ in items):
+            keys[group] = [k for k, _ in items]
+    log(f"embedding {len(texts)} texts of suite {suite} ("
+        + ", ".join(f"{g}: {b - a}" for g, (a, b) in groups.items()) + f") with {MODEL_NAME} (dim {dim})")
+    real = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                          convert_to_numpy=True, show_progress_bar=False).astype(np.float32).reshape(-1, dim)
     rows_real = real.shape[0]
     target_rows = int(synthetic_mib * 1024 * 1024 // (dim * 4))
     synthetic = max(0, target_rows - rows_real)
@@ -110,17 +108,16 @@ def build(out: str | Path, *, instances: int = DEFAULT_INSTANCES, synthetic_mib:
         index.add(np.ascontiguousarray(emb[start:start + 65536]))
     faiss.write_index(index, str(tmp / "index.faiss"))
     del index, emb
-    texts = {text_key(t): i for i, t in enumerate(tools + tasks)}
-    (tmp / "texts.json").write_text(json.dumps(texts, sort_keys=True))
-    (tmp / "tools.json").write_text(json.dumps([dataclasses.asdict(t) for t in TOOLS], indent=1))
+    (tmp / "texts.json").write_text(json.dumps({text_key(t): i for i, t in enumerate(texts)}, sort_keys=True))
+    (tmp / "keys.json").write_text(json.dumps(keys))
     files = {}
     for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
         rel = path.relative_to(tmp).as_posix()
         files[rel] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
     manifest = {
-        "format": FORMAT, "suite_version": SUITE_VERSION,
+        "format": FORMAT, "suite": suite, "suite_version": s.version, "config": dict(config or {}),
         "model": {"name": MODEL_NAME, "dimensions": dim, "dir": "model"},
-        "rows": {"tools": len(tools), "tasks": len(tasks), "synthetic": synthetic, "total": rows_real + synthetic},
+        "groups": groups, "rows": {"real": rows_real, "synthetic": synthetic, "total": rows_real + synthetic},
         "instances": instances, "embeddings_mib": round((rows_real + synthetic) * dim * 4 / 2**20, 2),
         "files": files, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
     }

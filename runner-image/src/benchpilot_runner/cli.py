@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="results URI (any fsspec URI); default: spec.output.uri or ./results")
     run.add_argument("--shards", type=int, help="override spec.sharding.shards")
     run.add_argument("--metrics-port", type=int, help="serve /metrics and /healthz on 127.0.0.1:PORT")
-    run.add_argument("--cache", help="a cache folder made by 'benchpilot cache build' (tool retrieval)")
+    run.add_argument("--cache", help="a cache folder made by 'benchpilot cache build' (embedding retrieval)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar or summary table")
 
     plan = sub.add_parser("plan", help="estimate cases, memory, requests, tokens, cost and time before running")
@@ -43,8 +43,11 @@ def _parser() -> argparse.ArgumentParser:
 
     cache = sub.add_parser("cache", help="the shared read-only model and embedding cache")
     csub = cache.add_subparsers(dest="cache_command", required=True)
-    build = csub.add_parser("build", help="embed the suite once and write a cache folder")
+    build = csub.add_parser("build", help="embed a suite's texts once and write a cache folder")
     build.add_argument("--out", required=True, help="a new (or empty) folder")
+    build.add_argument("--suite", help="the suite whose texts to embed (default workflow; see --manifest)")
+    build.add_argument("--dataset", help="text2sql: spec.suiteConfig.dataset (a Spider/BIRD-layout folder or URI)")
+    build.add_argument("--manifest", help="take the suite and its suiteConfig from this BenchmarkRun manifest")
     build.add_argument("--synthetic-size", type=float, default=0.0, metavar="MB",
                        help="pad the embeddings to this many MiB (for testing and benchmarks)")
     build.add_argument("--instances", type=int, default=100,
@@ -88,6 +91,7 @@ def _free_port(port: int | None, flag: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .local import run_local
+    from .suites.base import Retrieval, SuiteError
     from .manifest import load_manifest
     from .sink import OutputError
     from .spec import with_overrides
@@ -95,18 +99,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         spec = with_overrides(load_manifest(args.manifest), output=args.output, shards=args.shards)
         _free_port(args.metrics_port, "--metrics-port")
-        retriever = None
+        retrieval = Retrieval()
         cache_dir = args.cache or spec.cache_path
         if cache_dir:
             from .resources import CacheError, open_cache
 
             try:
-                retriever = open_cache(cache_dir).retriever()
+                retrieval = Retrieval(open_cache(cache_dir, suite=spec.suite))
             except CacheError as exc:
                 raise SpecError("--cache" if args.cache else "spec.cache.path", str(exc)) from None
         return asyncio.run(run_local(spec, metrics_port=args.metrics_port, show_progress=not args.no_progress,
-                                     retriever=retriever))
-    except (SpecError, OutputError) as exc:
+                                     retrieval=retrieval))
+    except (SpecError, OutputError, SuiteError) as exc:
         return _error(exc)
 
 
@@ -115,6 +119,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     from . import estimate as E
     from .manifest import load_manifest
+    from .suites.base import SuiteError
 
     try:
         spec = load_manifest(args.manifest)
@@ -125,7 +130,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             per_case, source = asyncio.run(run_pilot(spec, args.pilot)), f"a pilot of {args.pilot} cases per model"
         else:
             per_case, source = E.from_spec(spec), "spec.estimate"
-    except SpecError as exc:
+    except (SpecError, SuiteError) as exc:
         return _error(exc)
     est = E.estimate(spec, per_case, source=source)
     print(json.dumps(est, indent=2) if args.format == "json" else E.render(est))
@@ -174,13 +179,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.cache_command == "build":
         from .cache import build
 
+        from .suites.base import SuiteError
+
         if args.synthetic_size < 0 or args.instances < 1:
             print("benchpilot: error: --synthetic-size must be >= 0 and --instances >= 1", file=sys.stderr)
             return CONFIG_ERROR_EXIT
         try:
-            build(args.out, instances=args.instances, synthetic_mib=args.synthetic_size,
+            suite, config = _cache_suite(args)
+            build(args.out, suite=suite, config=config, instances=args.instances, synthetic_mib=args.synthetic_size,
                   log=lambda msg: print(msg, file=sys.stderr))
-        except FileExistsError as exc:
+        except (FileExistsError, SpecError, SuiteError) as exc:
             return _error(exc)
         return 0
     try:
@@ -190,6 +198,25 @@ def cmd_cache(args: argparse.Namespace) -> int:
         return _error(exc)
     print(f"{args.dir}: ok ({cache.manifest['rows']['total']} rows, {cache.manifest['embeddings_mib']} MiB)")
     return 0
+
+
+def _cache_suite(args: argparse.Namespace) -> tuple[str, dict]:
+    """The suite and parsed suiteConfig a cache is built for: from --manifest, or --suite and --dataset."""
+    from .spec import Fields, find_suite
+
+    if args.manifest:
+        if args.suite or args.dataset:
+            raise SpecError("--manifest", "give either --manifest or --suite/--dataset, not both")
+        from .manifest import load_manifest
+
+        spec = load_manifest(args.manifest)
+        return spec.suite, dict(spec.suite_config)
+    name = args.suite or "workflow"
+    suite = find_suite(name)
+    raw = {"dataset": args.dataset} if args.dataset else {}
+    if raw and "dataset" not in suite.config_fields:
+        raise SpecError("--dataset", f"suite {name!r} takes no dataset")
+    return name, dict(suite.parse_config(Fields(raw, "--dataset", suite.config_fields)))
 
 
 def cmd_footprint(args: argparse.Namespace) -> int:

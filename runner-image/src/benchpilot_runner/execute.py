@@ -27,9 +27,8 @@ from . import sink as sinkmod
 from .health import Heartbeat
 from .metrics import RunnerMetrics
 from .scheduler import ShardScheduler
-from .spec import (CONFIG_ERROR_EXIT, INCOMPLETE_EXIT, RunSpec, SUITE_VERSION, iter_shard_cases, memory_request_mib,
-                   shard_sizes)
-from .suites.workflow.case import CaseRunner
+from .cases import CaseRunner
+from .spec import CONFIG_ERROR_EXIT, INCOMPLETE_EXIT, RunSpec, find_suite, iter_shard_cases, memory_request_mib, shard_sizes
 
 log = logging.getLogger("benchpilot.execute")
 STOP_GRACE_S = 9.0  # SIGTERM to exit, whatever storage does (a pod's grace period is 15 s)
@@ -39,20 +38,15 @@ FINAL_FLUSH_S = 6.0  # of which the final flush may take this long
 def local_uid(spec: RunSpec, retrieval: str = "lexical") -> str:
     """A stable run uid for runs without a cluster: the same manifest resumes into the same folder.
 
-    It hashes what changes results but not case ids (suite version, tool success rate, simulated
-    model parameters, how tools are retrieved: lexically, or by embeddings from a cache), so
-    editing the matrix adds cases to the same run, while changing how cases behave starts a
-    fresh one.
+    It hashes what changes results but not case ids (the suite's version and its own basis — for
+    the workflow suite the tool success rate —, simulated model parameters, how retrieval works:
+    lexically, or by embeddings from a cache), so editing the matrix adds cases to the same run,
+    while changing how cases behave starts a fresh one.
     """
-    basis = {"suite": SUITE_VERSION, "tsr": spec.matrix.tool_success_rate, "retrieval": retrieval,
-             "sim": {k: [v.accuracy, v.latency_s] for k, v in sorted(spec.simulation.items())}}
+    basis = {"suite": spec.matrix.suite_version, "retrieval": retrieval,
+             "sim": {k: [v.accuracy, v.latency_s] for k, v in sorted(spec.simulation.items())},
+             **find_suite(spec.suite).result_basis(spec)}
     return "local-" + hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def retrieval_kind(retriever) -> str:
-    """How a run retrieves candidate tools: 'lexical', or 'embedding:<model>' through a cache."""
-    cache = getattr(retriever, "cache", None)
-    return f"embedding:{cache.manifest['model']['name']}" if cache is not None else "lexical"
 
 
 @dataclass
@@ -69,6 +63,7 @@ class ShardResult:
     stopped_by: str | None = None  # the gate's reason (budget), if it ended the shard early
     success_written: bool = False
     final: int = 0  # cases of the shard with a final outcome, before and now
+    absent: int = 0  # positions of the shard the suite's dataset has no case for
 
     @property
     def retryable(self) -> int:
@@ -118,6 +113,7 @@ async def run_shard(spec: RunSpec, shard: int, shards: int, *, fs: fsspec.Abstra
                     concurrency: int, state: sinkmod.ResumeState, writer: str,
                     gate: Callable[[], str | None] | None = None,
                     on_case_done: Callable[[dict | None], None] | None = None,
+                    on_absent: Callable[[], None] | None = None,
                     sinks: list | None = None) -> ShardResult:
     size = shard_sizes(spec.total_cases, shards)[shard]
     sink = sinkmod.ShardSink(fs, run_dir, shard, flush_rows=spec.output.flush_every_rows,
@@ -155,11 +151,16 @@ async def run_shard(spec: RunSpec, shard: int, shards: int, *, fs: fsspec.Abstra
         if on_case_done:
             on_case_done(row)
 
+    def absent_one() -> None:  # a position the dataset has no case for: not a case of this shard
+        metrics.cases_planned.labels(spec.name, "total").dec()
+        if on_absent:
+            on_absent()
+
     log.info("shard start", extra={"run": spec.name, "shard": shard, "shards": shards, "cases": size,
                                    "attempt": sink.attempt, "writer": writer, "dir": run_dir})
     sched = ShardScheduler(spec, shard, runner, sink, concurrency=min(concurrency, max(1, size)), metrics=metrics,
                            heartbeat=heartbeat, next_attempt=state.next_attempt, gate=gate,
-                           on_case_done=done_one)
+                           on_case_done=done_one, on_absent=absent_one)
     flusher_stop = asyncio.Event()
     flusher = asyncio.create_task(sink.run_flusher(flusher_stop))
     try:
@@ -170,12 +171,13 @@ async def run_shard(spec: RunSpec, shard: int, shards: int, *, fs: fsspec.Abstra
         deadline = sink.clock() + FINAL_FLUSH_S if stop.is_set() else None
         flushed = await sink.flush(deadline=deadline)
     complete = (flushed and sched.dispatched_all and not stop.is_set()
-                and already + len(sink.final) >= size and not sched.skipped)
+                and already + len(sink.final) + sched.absent >= size and not sched.skipped)
     result = ShardResult(shard, size, already, ran, complete, dict(sched.counts), dict(sched.skipped),
                          len(sink.buffer), sink.stats.write_failures, sched.stopped_by,
-                         final=already + len(sink.final))
+                         final=already + len(sink.final), absent=sched.absent)
     if complete:
-        result.success_written = await sink.write_success(size, dict(sched.counts))
+        counts = dict(sched.counts, **({"not_in_dataset": sched.absent} if sched.absent else {}))
+        result.success_written = await sink.write_success(size - sched.absent, counts)
         result.complete = result.success_written
         if not result.success_written:
             log.error("shard _SUCCESS could not be written; rows are safe, a rerun writes it",

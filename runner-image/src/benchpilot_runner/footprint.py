@@ -37,18 +37,19 @@ async def _run_cases(cache_dir: str | None, concurrency: int, latency_s: float) 
     from .resources import open_cache
     from .scheduler import ShardScheduler
     from .sink import ShardSink
-    from .suites.workflow.case import CaseRunner
+    from .cases import make_runner
+    from .suites.base import Retrieval
+    from .suites.workflow import vocab
 
     doc = {"apiVersion": "benchpilot.io/v1alpha1", "kind": "BenchmarkRun", "metadata": {"name": "footprint"},
            "spec": {"matrix": {"models": ["sim/footprint"], "promptTypes": ["baseline", "optimal"],
-                               "taskTypes": list(S.TASK_TYPES), "difficulties": list(S.DIFFICULTIES),
+                               "taskTypes": list(vocab.TASK_TYPES), "difficulties": list(vocab.DIFFICULTIES),
                                "instances": max(1, -(-concurrency * 2 // 30))},
                     "simulation": {"sim/footprint": {"accuracy": 0.8, "latencySeconds": latency_s}},
                     "sharding": {"shards": 1, "concurrencyPerShard": concurrency}}}
     spec = S.parse_manifest(doc)
     cases = S.expand(spec.matrix)[: concurrency * 2]
-    retriever = open_cache(cache_dir).retriever() if cache_dir else None
-    runner = CaseRunner(spec, retriever=retriever)
+    runner = make_runner(spec, retrieval=Retrieval(open_cache(cache_dir, suite=spec.suite) if cache_dir else None))
     sink = ShardSink(fsspec.filesystem("memory"), "/footprint", 0, flush_rows=10**6, flush_s=10**6)
     sched = ShardScheduler(spec, 0, runner, sink, concurrency=concurrency, metrics=RunnerMetrics(),
                            heartbeat=Heartbeat(600))

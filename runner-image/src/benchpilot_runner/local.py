@@ -17,13 +17,13 @@ import time
 from . import report as reportmod
 from . import sink as sinkmod
 from .budget import BudgetTracker
-from .execute import (StopSignals, acquire_lease, finish_run, holding, local_uid, outcome, retrieval_kind,
-                      run_shard)
+from .execute import StopSignals, acquire_lease, finish_run, holding, local_uid, outcome, run_shard
 from .health import Heartbeat, serve
 from .metrics import RunnerMetrics
 from .models import build_clients
 from .spec import CONFIG_ERROR_EXIT, RunSpec
-from .suites.workflow.case import CaseRunner
+from .cases import make_runner
+from .suites.base import Retrieval
 
 log = logging.getLogger("benchpilot.local")
 
@@ -57,22 +57,31 @@ class Progress:
             print(f"progress {self.done}/{self.total} ({self.done / max(1, self.total):.0%}) {stats} "
                   f"elapsed {time.monotonic() - self._start:.0f}s", file=sys.stderr, flush=True)
 
+    def shrink(self) -> None:
+        """One position of the matrix is not a case (the dataset has none there)."""
+        self.total -= 1
+        if self._bar is not None:
+            self._bar.update(self._task, total=self.total)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
 
 
 async def run_local(spec: RunSpec, *, metrics_port: int | None = None, show_progress: bool = True,
-                    retriever=None, transport=None) -> int:
+                    retrieval: Retrieval = Retrieval(), transport=None) -> int:
+    """Raises ``SuiteError`` (a dataset that cannot be used) before anything is written."""
     fs, root = sinkmod.open_uri(spec.output.uri)
-    uid = spec.uid or local_uid(spec, retrieval_kind(retriever))
+    uid = spec.uid or local_uid(spec, retrieval.kind)
     run_dir = sinkmod.run_path(root, spec.namespace, spec.name, uid)
     await asyncio.to_thread(sinkmod.check_writable, fs, run_dir)
 
     metrics = RunnerMetrics()
     heartbeat = Heartbeat(spec.limits.hang_timeout_s,
                           on_beat=lambda ts: metrics.last_progress.labels(spec.name).set(ts))
+    runner = await asyncio.to_thread(make_runner, spec, retrieval=retrieval, on_progress=heartbeat.beat)
     endpoints = build_clients(spec, metrics, heartbeat, transport=transport)
+    runner.endpoints = endpoints
     writer = sinkmod.new_writer_id()
     shards = spec.sharding.shards
     try:
@@ -85,15 +94,14 @@ async def run_local(spec: RunSpec, *, metrics_port: int | None = None, show_prog
     try:
         async with holding(lease):
             server = await serve(heartbeat, metrics.registry, "127.0.0.1", metrics_port) if metrics_port else None
-            return await _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, retriever, show_progress)
+            return await _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, runner, show_progress)
     finally:
         await endpoints.close()
         if server:
             await server.cleanup()
 
 
-async def _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, retriever, show_progress) -> int:
-    runner = CaseRunner(spec, retriever=retriever, endpoints=endpoints, on_progress=heartbeat.beat)
+async def _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, runner, show_progress) -> int:
     state = await asyncio.to_thread(sinkmod.read_state, fs, run_dir, recursive=True)  # each part read once
     budget = BudgetTracker(spec.budget, spent_usd=state.spent_usd, spent_tokens=state.spent_tokens)
     total = spec.total_cases
@@ -106,7 +114,7 @@ async def _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, r
 
     fs_uri = fs.unstrip_protocol(run_dir)
     log.info("sweep start", extra={"run": spec.name, "cases": total, "with_final_result": len(state.done),
-                                   "retrieval": retrieval_kind(retriever), "shards": spec.sharding.shards,
+                                   "retrieval": runner.retrieval.kind, "shards": spec.sharding.shards,
                                    "output": fs_uri, "writer": lease.writer})
     heartbeat.busy = True
     try:
@@ -115,7 +123,7 @@ async def _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, r
                 run_shard(spec, i, spec.sharding.shards, fs=fs, run_dir=run_dir, runner=runner, metrics=metrics,
                           heartbeat=heartbeat, stop=signals.stop, concurrency=spec.sharding.concurrency_per_shard,
                           state=state, writer=lease.writer, gate=budget.exhausted, on_case_done=on_case_done,
-                          sinks=sinks)
+                          on_absent=progress.shrink, sinks=sinks)
                 for i in range(spec.sharding.shards)))
     finally:
         heartbeat.busy = False
@@ -134,9 +142,13 @@ async def _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, r
     print(f"{ran} cases run now, {already} were already done; results: {fs_uri}", file=sys.stderr)
     if spec.budget.max_cost_usd is not None or spec.budget.max_tokens is not None or budget.spent_usd:
         print(f"spent so far: ${budget.spent_usd:.4f}, {budget.spent_tokens} tokens", file=sys.stderr)
+    absent = sum(r.absent for r in results)
+    if absent:
+        print(f"{absent} positions of the matrix have no case in the suite's dataset (fewer questions in a cell "
+              f"than matrix.instances); they are not cases", file=sys.stderr)
     for line in lines:
         print(line, file=sys.stderr)
     if interrupted:
-        print(f"interrupted ({interrupted}): {summary['total']}/{total} cases have results; "
+        print(f"interrupted ({interrupted}): {summary['total']}/{progress.total} cases have results; "
               "run the same command again to resume", file=sys.stderr)
     return code

@@ -9,14 +9,14 @@ from .health import Heartbeat
 from .metrics import RunnerMetrics
 from .models import build_clients
 from .spec import RunSpec, case_at
-from .suites.workflow.case import CaseProgress, CaseRunner
+from .cases import CaseProgress, make_runner
 
 
 async def run_pilot(spec: RunSpec, n: int) -> dict[str, PerCase]:
     """Per model, the mean requests and tokens of ``n`` of its cases, spread over its prompt types."""
     metrics = RunnerMetrics()
     endpoints = build_clients(spec, metrics, Heartbeat(spec.limits.hang_timeout_s))
-    runner = CaseRunner(spec, endpoints=endpoints)
+    runner = make_runner(spec, endpoints=endpoints)
     per_model = spec.total_cases // len(spec.models)
     step = max(1, per_model // n)
     out: dict[str, PerCase] = {}
@@ -25,7 +25,8 @@ async def run_pilot(spec: RunSpec, n: int) -> dict[str, PerCase]:
             if model.simulated:
                 out[model.name] = PerCase(0.0, 0.0, 0.0)
                 continue
-            cases = [case_at(spec.matrix, idx * per_model + k * step) for k in range(min(n, per_model))]
+            cases = [c for c in (case_at(spec.matrix, idx * per_model + k * step) for k in range(min(n, per_model)))
+                     if runner.exists(c)] or [case_at(spec.matrix, idx * per_model)]
             progress = [CaseProgress() for _ in cases]
             await asyncio.gather(*(asyncio.wait_for(runner.run(c, p), spec.limits.case_timeout_s)
                                    for c, p in zip(cases, progress)), return_exceptions=True)

@@ -17,14 +17,15 @@ from dataclasses import dataclass, replace
 
 from . import sink as sinkmod
 from .budget import BudgetTracker
-from .execute import (StopSignals, acquire_lease, finish_run, holding, local_uid, outcome, retrieval_kind,
+from .execute import (StopSignals, acquire_lease, finish_run, holding, local_uid, outcome,
                       run_shard)
 from .health import Heartbeat, serve
 from .manifest import load_manifest
 from .metrics import RunnerMetrics
 from .models import apply_fraction, build_clients
 from .spec import CONFIG_ERROR_EXIT, SpecError, check_number
-from .suites.workflow.case import CaseRunner
+from .cases import make_runner
+from .suites.base import Retrieval, SuiteError
 
 log = logging.getLogger("benchpilot.pod")
 DEFAULT_SPEC_PATH = "/etc/benchpilot/run.json"
@@ -132,7 +133,7 @@ async def follow_shares(cfg: PodConfig, spec, endpoints, stop: asyncio.Event, *,
             pass
 
 
-async def run_pod(cfg: PodConfig, *, retriever=None, transport=None) -> int:
+async def run_pod(cfg: PodConfig, *, retrieval: Retrieval | None = None, transport=None) -> int:
     # the resolved spec is a manifest: the same parser as every other path in
     spec = load_manifest(cfg.spec_path)
     if cfg.shards != spec.sharding.shards:
@@ -161,23 +162,28 @@ async def run_pod(cfg: PodConfig, *, retriever=None, transport=None) -> int:
         raise SpecError("env BENCHPILOT_HEALTH_PORT", f"cannot listen on {cfg.health_host}:{cfg.health_port}: "
                                                       f"{exc.strerror or exc}") from None
     try:
-        return await _run(cfg, spec, fs, root, metrics, heartbeat, endpoints, retriever, cache_dir)
+        return await _run(cfg, spec, fs, root, metrics, heartbeat, endpoints, retrieval, cache_dir)
     finally:
         await endpoints.close()
         await server.cleanup()
 
 
-async def _run(cfg, spec, fs, root, metrics, heartbeat, endpoints, retriever, cache_dir) -> int:
-    runner = CaseRunner(spec, retriever=retriever, endpoints=endpoints, on_progress=heartbeat.beat)
-    if retriever is None and cache_dir:
-        # the startup probe covers this: the health server answers while the cache opens
-        from .resources import CacheError, open_cache
+async def _run(cfg, spec, fs, root, metrics, heartbeat, endpoints, retrieval, cache_dir) -> int:
+    # the startup probe covers this: the health server answers while the cache opens and the suite
+    # loads its dataset (checked before any case runs: a bad one is a configuration error naming the file)
+    from .resources import CacheError, open_cache
 
-        try:
-            runner.retriever = (await asyncio.to_thread(open_cache, cache_dir)).retriever()
-        except CacheError as exc:
-            raise SpecError("cache", str(exc)) from None
-    uid = spec.uid or local_uid(spec, retrieval_kind(runner.retriever))
+    try:
+        if retrieval is None:
+            retrieval = Retrieval(await asyncio.to_thread(open_cache, cache_dir, suite=spec.suite)
+                                  if cache_dir else None)
+        runner = await asyncio.to_thread(make_runner, spec, retrieval=retrieval, endpoints=endpoints,
+                                         on_progress=heartbeat.beat)
+    except CacheError as exc:
+        raise SpecError("cache", str(exc)) from None
+    except SuiteError as exc:
+        raise SpecError("spec.suiteConfig", str(exc)) from None
+    uid = spec.uid or local_uid(spec, retrieval.kind)
     run_dir = sinkmod.run_path(root, spec.namespace, spec.name, uid)
     writer = sinkmod.new_writer_id()
     # a replaced pod may find its predecessor's lease: wait for it to expire rather than fail the Job
@@ -220,8 +226,9 @@ async def _run(cfg, spec, fs, root, metrics, heartbeat, endpoints, retriever, ca
         reason = "BudgetExhausted" if result.stopped_by and not result.complete else "Complete"
     else:
         reason = {1: "WriteFailed", 3: "CasesUnfinished", 143: "Stopped"}.get(code, "Failed")
-    write_termination(reason, "; ".join(lines) or f"{result.final}/{result.total} cases with a final outcome",
-                      done=result.final, failed=result.retryable, total=result.total)
+    total = result.total - result.absent  # positions without a case in the dataset are not cases
+    write_termination(reason, "; ".join(lines) or f"{result.final}/{total} cases with a final outcome",
+                      done=result.final, failed=result.retryable, total=total)
     return code
 
 

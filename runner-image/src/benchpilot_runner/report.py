@@ -26,8 +26,30 @@ from .spec import FINAL_STATUSES, STATUSES
 
 log = logging.getLogger("benchpilot.report")
 
-READ_COLUMNS = ("namespace", "run", "case_id", "model", "prompt_type", "task_type", "status", "score",
+READ_COLUMNS = ("namespace", "run", "case_id", "suite", "model", "prompt_type", "task_type", "status", "score",
                 "latency_s", "attempt", "prompt_tokens", "completion_tokens", "cost_usd", "finished_at")
+EXTRA_PREFIX = "x_"  # a suite's summary flag, read out of the details JSON per part (details are then dropped)
+SUCCESS_LABEL = {"text2sql": "exec acc"}  # what success means, per suite, in the table's header
+
+
+def _summary_fields(suite: str) -> tuple[str, ...]:
+    """The boolean ``details`` keys a suite asks the report to average (none for an unknown suite)."""
+    from .spec import SpecError, find_suite
+
+    try:
+        return tuple(getattr(find_suite(suite), "summary_fields", ()))
+    except SpecError:
+        return ()
+
+
+def _flags(table: pa.Table, details: pa.ChunkedArray) -> pa.Table:
+    """Append one int8 column per summary flag of the part's suites: 1 where details say true, else 0.
+    The JSON is written with sort_keys and default separators, so a flag reads as '"name": true'."""
+    suites = [s for s in pc.unique(_plain(table.column("suite"))).to_pylist() if s]
+    for flag in dict.fromkeys(f for s in suites for f in _summary_fields(s)):
+        hit = pc.match_substring(details, f'"{flag}": true').fill_null(False).cast(pa.int8())
+        table = table.append_column(EXTRA_PREFIX + flag, hit)
+    return table
 
 
 @dataclass
@@ -63,7 +85,9 @@ def _uid_of(part: str) -> str:
 
 def _read(fs, part: str) -> tuple[str, pa.Table | None, str | None]:
     try:
-        table = read_part(fs, part, READ_COLUMNS, dictionaries=True)
+        table = read_part(fs, part, (*READ_COLUMNS, "details"), dictionaries=True)
+        details = table.column("details")
+        table = _flags(table.drop_columns(["details"]), details)
         uid = pa.DictionaryArray.from_arrays(pa.array(np.zeros(table.num_rows, np.int32)), pa.array([_uid_of(part)]))
         return part, table.append_column("uid", uid), None
     except Exception as exc:  # noqa: BLE001 - report what could not be read, go on with the rest
@@ -136,11 +160,15 @@ FINE = ["namespace", "run", "uid", "model", "prompt_type", "task_type", "status"
 _SUMS = ("score", "latency_s", "prompt_tokens", "completion_tokens", "cost_usd")
 
 
+def _sums(table: pa.Table) -> tuple[str, ...]:
+    return (*_SUMS, *(c for c in table.column_names if c.startswith(EXTRA_PREFIX)))
+
+
 def _aggregate(table: pa.Table) -> list[dict]:
     if table.num_rows == 0:
         return []
     return table.group_by(FINE, use_threads=False).aggregate(
-        [("case_id", "count"), *[(c, "sum") for c in _SUMS], ("attempt", "max")]).to_pylist()
+        [("case_id", "count"), *[(c, "sum") for c in _sums(table)], ("attempt", "max")]).to_pylist()
 
 
 def _fine(loaded: Loaded) -> list[dict]:
@@ -150,7 +178,7 @@ def _fine(loaded: Loaded) -> list[dict]:
     for r in _aggregate(loaded.raw.take(loaded.losers)) if len(loaded.losers) else []:
         a = rows[tuple(r[k] for k in FINE)]
         a["case_id_count"] -= r["case_id_count"]
-        for c in _SUMS:
+        for c in _sums(loaded.raw):
             a[f"{c}_sum"] = (a[f"{c}_sum"] or 0) - (r[f"{c}_sum"] or 0)
     return [r for r in rows.values() if r["case_id_count"] > 0]
 
@@ -159,12 +187,17 @@ def _groups(fine: list[dict], keys: list[str]) -> list[dict]:
     """Per group of ``keys``: cases, rates, means, tokens, cost and counts per status."""
     acc: dict[tuple, dict] = {}
     for r in fine:
-        a = acc.setdefault(tuple(r[k] for k in keys), {"n": 0, "max_attempt": 1, "counts": {}, **{c: 0.0 for c in _SUMS}})
+        a = acc.setdefault(tuple(r[k] for k in keys), {"n": 0, "max_attempt": 1, "counts": {}, "flags": {},
+                                                       **{c: 0.0 for c in _SUMS}})
         a["n"] += r["case_id_count"]
         a["counts"][r["status"]] = a["counts"].get(r["status"], 0) + r["case_id_count"]
         a["max_attempt"] = max(a["max_attempt"], int(r["attempt_max"] or 1))
         for c in _SUMS:
             a[c] += r[f"{c}_sum"] or 0
+        for k, v in r.items():
+            if k.startswith(EXTRA_PREFIX) and k.endswith("_sum") and v is not None:
+                name = k[len(EXTRA_PREFIX):-len("_sum")]
+                a["flags"][name] = a["flags"].get(name, 0) + v
     out = []
     for key in sorted(acc, key=lambda k: tuple(str(x) for x in k)):
         a, n = acc[key], acc[key]["n"]
@@ -175,7 +208,8 @@ def _groups(fine: list[dict], keys: list[str]) -> list[dict]:
                     "mean_score": round(a["score"] / n, 4), "mean_latency_s": round(a["latency_s"] / n, 4),
                     "prompt_tokens": int(a["prompt_tokens"]), "completion_tokens": int(a["completion_tokens"]),
                     "cost_usd": round(float(a["cost_usd"]), 6), "max_attempt": a["max_attempt"],
-                    "counts": {s: int(c.get(s, 0)) for s in STATUSES}})
+                    "counts": {s: int(c.get(s, 0)) for s in STATUSES},
+                    **{f"{name}_rate": round(v / n, 4) for name, v in sorted(a["flags"].items())}})
     return out
 
 
@@ -190,7 +224,10 @@ def summarize(loaded: Loaded) -> dict:
         status[r["status"]] += r["case_id_count"]
     final = sum(status[s] for s in FINAL_STATUSES)
     tokens = {k: int(sum(r[f"{k}_sum"] or 0 for r in fine)) for k in ("prompt_tokens", "completion_tokens")}
+    suites = sorted(pc.unique(_plain(t.column("suite"))).drop_null().to_pylist()) if "suite" in t.column_names else []
     return {
+        "suites": suites,
+        "flags": [c[len(EXTRA_PREFIX):] for c in t.column_names if c.startswith(EXTRA_PREFIX)],
         "total": t.num_rows - loaded.duplicates,
         "distinct_case_ids": int(pc.count_distinct(t.column("case_id")).as_py()) if t.num_rows else 0,
         "final": final,
@@ -219,17 +256,21 @@ def render_table(summary: dict, console=None) -> None:
     console = console or Console(stderr=False, width=None if sys.stdout.isatty() else 160)
     if summary.get("warning"):
         console.print(f"[bold yellow]warning:[/] {summary['warning']}")
-    for title, key, first in (("Success by model × prompt type", "by_model_prompt_type", "prompt_type"),
-                              ("Success by model × task type", "by_task_type", "task_type")):
+    suites = summary.get("suites") or []
+    label = SUCCESS_LABEL.get(suites[0], "success") if len(suites) == 1 else "success"
+    flags = summary.get("flags") or []
+    for title, key, first in ((f"{label.capitalize()} by model × prompt type", "by_model_prompt_type", "prompt_type"),
+                              (f"{label.capitalize()} by model × task type", "by_task_type", "task_type")):
         table = Table(title=title)
         lead = ["result set"] if summary.get("warning") else []
-        for col in (*lead, "model", first, "cases", "success", "partial", "mean score", "mean latency s",
+        for col in (*lead, "model", first, "cases", label, "partial", *flags, "mean score", "mean latency s",
                     "tokens in", "tokens out", "cost $", "errors", "timeouts"):
             table.add_column(col, justify="left" if col in ("result set", "model", first) else "right")
         for g in summary[key]:
             head = [f"{g['run']}/{g['uid']}"] if lead else []
             table.add_row(*head, g["model"], g[first], str(g["cases"]), f"{g['success_rate']:.0%}",
-                          f"{g['partial_rate']:.0%}", f"{g['mean_score']:.2f}", f"{g['mean_latency_s']:.2f}",
+                          f"{g['partial_rate']:.0%}", *(f"{g.get(f + '_rate', 0):.0%}" for f in flags),
+                          f"{g['mean_score']:.2f}", f"{g['mean_latency_s']:.2f}",
                           str(g["prompt_tokens"]), str(g["completion_tokens"]), f"{g['cost_usd']:.4f}",
                           str(g["counts"]["error"]), str(g["counts"]["timeout"]))
         console.print(table)

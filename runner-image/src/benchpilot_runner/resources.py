@@ -3,23 +3,25 @@
 Every concurrent case — and every process of a pod — uses the same pages: the embeddings are a
 ``numpy.load(mmap_mode='r')`` view and the FAISS index is read with ``IO_FLAG_MMAP_IFC``, so
 nothing is copied per worker. The encoder is loaded lazily, only when a text whose embedding is
-not in the cache must be embedded, and query embeddings are kept in a bounded LRU.
+not in the cache must be embedded, and query embeddings are kept in a bounded LRU. Concurrent
+cases that need a new text embedded are batched: one encoder call for all of them, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from .cache import FORMAT, load_encoder, sha256_file, text_key
-from .spec import SUITE_VERSION
-from .suites.workflow.registry import TOOLS
 
 QUERY_LRU = 4096
+EMBED_BATCH = 64
 
 
 class CacheError(Exception):
@@ -27,7 +29,7 @@ class CacheError(Exception):
 
 
 class Cache:
-    def __init__(self, path: str | Path, *, verify: bool = True):
+    def __init__(self, path: str | Path, *, verify: bool = True, suite: str | None = None):
         import faiss
 
         self.path = Path(path)
@@ -41,10 +43,10 @@ class Cache:
             raise CacheError(f"{mf} is not valid JSON: {exc}") from None
         m = self.manifest
         if m.get("format") != FORMAT:
-            raise CacheError(f"{mf}: cache format {m.get('format')!r}, this runner reads format {FORMAT}")
-        if m.get("suite_version") != SUITE_VERSION:
-            raise CacheError(f"{mf}: built for suite {m.get('suite_version')!r}, this runner runs "
-                             f"{SUITE_VERSION!r}; rebuild the cache")
+            raise CacheError(f"{mf}: cache format {m.get('format')!r}, this runner reads format {FORMAT}; "
+                             "rebuild the cache with 'benchpilot cache build'")
+        if suite is not None:
+            self.check_suite(suite)
         if verify:
             self.verify(deep=True)
         self.dim = int(m["model"]["dimensions"])
@@ -57,16 +59,33 @@ class Cache:
         if self.index.ntotal != self.embeddings.shape[0] or self.index.d != self.dim:
             raise CacheError(f"index.faiss holds {self.index.ntotal}×{self.index.d}; expected "
                              f"{self.embeddings.shape[0]}×{self.dim}")
-        self.n_tools = int(m["rows"]["tools"])
         self.texts: dict[str, int] = json.loads((self.path / "texts.json").read_text())
-        self._tool_names = [t["name"] for t in json.loads((self.path / "tools.json").read_text())]
-        if self._tool_names != [t.name for t in TOOLS]:
-            raise CacheError("tools.json does not match this runner's tool registry; rebuild the cache")
-        self._tool_selector = faiss.SearchParameters(sel=faiss.IDSelectorRange(0, self.n_tools))
+        self._keys: dict[str, list[str]] = json.loads((self.path / "keys.json").read_text())
+        self.groups: dict[str, tuple[int, int]] = {g: (int(a), int(b)) for g, (a, b) in m["groups"].items()}
+        self._selectors = {g: faiss.SearchParameters(sel=faiss.IDSelectorRange(a, b))
+                           for g, (a, b) in self.groups.items()}
         self._encoder = None
         self._encoder_lock = threading.Lock()
         self.encoder_loads = 0
+        self.encoder_calls = 0
         self._embed_query = functools.lru_cache(maxsize=QUERY_LRU)(self._encode)
+        self._lru: OrderedDict[str, np.ndarray] = OrderedDict()  # the batched path's LRU
+        self._pending: dict[str, list[asyncio.Future]] = {}
+        self._draining = False
+
+    def check_suite(self, suite: str) -> None:
+        """Refuse a cache built for another suite, or another version of it."""
+        from .spec import SpecError, find_suite
+
+        try:
+            version = find_suite(suite).version
+        except SpecError as exc:
+            raise CacheError(str(exc)) from None
+        m = self.manifest
+        if (m.get("suite"), m.get("suite_version")) != (suite, version):
+            raise CacheError(f"{self.path / 'manifest.json'}: built for suite {m.get('suite')!r} version "
+                             f"{m.get('suite_version')!r}; this run is suite {suite!r} version {version!r}; "
+                             f"rebuild the cache ('benchpilot cache build --suite {suite}')")
 
     # ------------------------------------------------------------------ verification
     def verify(self, *, deep: bool) -> None:
@@ -87,29 +106,94 @@ class Cache:
                 raise CacheError(f"{self.path / rel} does not match its sha256 in manifest.json")
 
     # ------------------------------------------------------------------ embeddings
-    def _encode(self, text: str) -> np.ndarray:
+    def _encode_many(self, texts: list[str]) -> np.ndarray:
         with self._encoder_lock:
             if self._encoder is None:
                 self._verify_model()
                 self._encoder = load_encoder(self.path / self.manifest["model"]["dir"])
                 self.encoder_loads += 1
-            vec = self._encoder.encode([text], normalize_embeddings=True, convert_to_numpy=True,
-                                       show_progress_bar=False)
-        return np.asarray(vec, dtype=np.float32)
+            self.encoder_calls += 1
+            vec = self._encoder.encode(texts, batch_size=EMBED_BATCH, normalize_embeddings=True,
+                                       convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vec, dtype=np.float32).reshape(len(texts), self.dim)
 
-    def embed(self, text: str) -> np.ndarray:
-        """The embedding of ``text`` as a (1, dim) array: from the cache if present, else encoded."""
+    def _encode(self, text: str) -> np.ndarray:
+        return self._encode_many([text])
+
+    def _cached(self, text: str) -> np.ndarray | None:
         row = self.texts.get(text_key(text))
         if row is not None:
             return np.asarray(self.embeddings[row:row + 1], dtype=np.float32)
-        return self._embed_query(text)
+        vec = self._lru.get(text)
+        if vec is not None:
+            self._lru.move_to_end(text)
+        return vec
+
+    async def embed_async(self, text: str) -> np.ndarray:
+        """Like :meth:`embed`, for many concurrent cases: texts not in the cache are encoded together,
+        in one batch per event-loop turn, in a worker thread (the loop keeps serving other cases)."""
+        vec = self._cached(text)
+        if vec is not None:
+            return vec
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(text, []).append(fut)
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                await asyncio.sleep(0)  # let the cases of this turn add their texts
+                batch = list(self._pending)[:EMBED_BATCH]
+                waiters = [self._pending.pop(t) for t in batch]
+                try:
+                    vecs = await asyncio.to_thread(self._encode_many, batch)
+                except Exception as exc:  # noqa: BLE001 - every waiter gets the error
+                    for futs in waiters:
+                        for f in futs:
+                            if not f.done():
+                                f.set_exception(exc)
+                    continue
+                for text, futs, vec in zip(batch, waiters, vecs):
+                    self._lru[text] = vec[None, :]
+                    for f in futs:
+                        if not f.done():
+                            f.set_result(vec[None, :])
+                while len(self._lru) > QUERY_LRU:
+                    self._lru.popitem(last=False)
+        finally:
+            self._draining = False
+
+    def embed(self, text: str) -> np.ndarray:
+        """The embedding of ``text`` as a (1, dim) array: from the cache if present, else encoded."""
+        vec = self._cached(text)
+        return vec if vec is not None else self._embed_query(text)
+
+    def keys(self, group: str) -> list[str]:
+        return self._keys.get(group, [])
+
+    def search_vec(self, group: str, vec: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The ``k`` rows of ``group`` nearest to ``vec``, as (key, similarity)."""
+        if group not in self.groups:
+            return []
+        start, stop = self.groups[group]
+        k = min(k, stop - start)
+        if k <= 0:
+            return []
+        sims, ids = self.index.search(np.ascontiguousarray(vec, dtype=np.float32), k, params=self._selectors[group])
+        keys = self._keys.get(group)
+        return [((keys[i - start] if keys else str(i - start)), float(d))
+                for i, d in zip(ids[0], sims[0]) if start <= i < stop]
+
+    def search(self, group: str, text: str, k: int) -> list[str]:
+        """The keys of the ``k`` rows of ``group`` most similar to ``text``."""
+        return [key for key, _ in self.search_vec(group, self.embed(text), k)]
 
     @property
     def encoder_loaded(self) -> bool:
         return self._encoder is not None
-
-    def retriever(self) -> "CacheRetriever":
-        return CacheRetriever(self)
 
     def touch(self) -> float:
         """Read every page once (what a busy shard ends up doing); returns a checksum-like sum."""
@@ -121,28 +205,18 @@ class Cache:
         return total
 
 
-class CacheRetriever:
-    """Tools most similar to a text, by FAISS inner product over the tool rows only."""
-
-    def __init__(self, cache: Cache):
-        self.cache = cache
-
-    def retrieve(self, text: str, k: int) -> list[str]:
-        q = self.cache.embed(text)
-        k = min(k, self.cache.n_tools)
-        _, ids = self.cache.index.search(q, k, params=self.cache._tool_selector)
-        return [self.cache._tool_names[i] for i in ids[0] if 0 <= i < self.cache.n_tools]
-
-
 _OPEN: dict[str, Cache] = {}
 _LOCK = threading.Lock()
 
 
-def open_cache(path: str | Path, *, verify: bool = True) -> Cache:
-    """The process's one ``Cache`` for ``path`` (opened and verified on first use)."""
+def open_cache(path: str | Path, *, verify: bool = True, suite: str | None = None) -> Cache:
+    """The process's one ``Cache`` for ``path`` (opened and verified on first use); with ``suite``,
+    a cache built for another suite or version is refused."""
     key = str(Path(path).resolve())
     with _LOCK:
         cache = _OPEN.get(key)
         if cache is None:
-            cache = _OPEN[key] = Cache(key, verify=verify)
+            cache = _OPEN[key] = Cache(key, verify=verify, suite=suite)
+        elif suite is not None:
+            cache.check_suite(suite)
         return cache

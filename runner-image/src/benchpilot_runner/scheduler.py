@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import time
 from typing import Callable, Iterable
@@ -23,14 +24,25 @@ from .metrics import RunnerMetrics
 from .redact import scrub
 from .sink import ShardSink
 from .spec import Case, RunSpec
-from .suites.workflow.case import CaseProgress, CaseRunner
+from .cases import CaseProgress, CaseRunner
 
 log = logging.getLogger("benchpilot.scheduler")
 YIELD_EVERY = 512  # the dispatcher gives the event loop a turn at least this often while skipping done cases
+MAX_DETAILS = 16384  # bytes of a suite's details JSON kept in a row
 
 
 def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+
+
+def _details(value) -> str | None:
+    """A suite's per-case details as the row's JSON text (bounded; never an invalid document)."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    if len(text) > MAX_DETAILS:
+        text = json.dumps({"truncated": True, "bytes": len(text)})
+    return text
 
 
 class ShardScheduler:
@@ -38,15 +50,18 @@ class ShardScheduler:
                  concurrency: int, metrics: RunnerMetrics, heartbeat: Heartbeat,
                  next_attempt: Callable[[str], int] | None = None,
                  gate: Callable[[], str | None] | None = None,
-                 on_case_done: Callable[[dict], None] | None = None):
+                 on_case_done: Callable[[dict], None] | None = None,
+                 on_absent: Callable[[], None] | None = None):
         self.spec, self.shard, self.runner, self.sink = spec, shard, runner, sink
         self.concurrency = concurrency
         self.metrics, self.heartbeat = metrics, heartbeat
         self.next_attempt = next_attempt or (lambda case_id: 1)  # sink.ResumeState.next_attempt
         self.gate = gate or (lambda: None)  # a reason to start no new case (e.g. the budget is spent)
         self.on_case_done = on_case_done or (lambda row: None)
+        self.on_absent = on_absent or (lambda: None)
         self.counts: dict[str, int] = {}
         self.skipped: dict[str, int] = {}  # reason -> cases left unrun
+        self.absent = 0  # matrix positions the suite's dataset has no case for (no row; nothing to run)
         self.stopped_by: str | None = None  # the gate's reason, when it stopped the shard
         self.dispatched_all = False
 
@@ -88,6 +103,7 @@ class ShardScheduler:
         }
         if row.get("error_message"):
             row["error_message"] = scrub(str(row["error_message"]))[:500]
+        row["details"] = _details(row.get("details"))
         self.sink.add(row)
         self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
         m.cases.labels(spec.name, case.model, case.prompt_type, row["status"]).inc()
@@ -114,6 +130,10 @@ class ShardScheduler:
         for n, case in enumerate(cases):
             if n % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)
+            if not self.runner.exists(case):
+                self.absent += 1
+                self.on_absent()
+                continue
             if (why := self.runner.available(case)) is not None:
                 self._skip(why)
                 continue

@@ -33,24 +33,8 @@ HEADROOM_RATIO = 0.2
 HEADROOM_MIN_MIB = 64.0
 LIMIT_FACTOR = 1.5  # memory limit = request × this, capped at maxPodMemory
 
-SUITES = ("workflow",)
-# Bumped whenever generation or scoring changes so that old results are never mixed with new ones.
-SUITE_VERSION = "workflow-1"
-
-PROMPT_TYPES = (
-    "baseline",
-    "optimal",
-    "cot",
-    "flawed_sequence_disorder",
-    "flawed_tool_misuse",
-    "flawed_parameter_error",
-    "flawed_missing_step",
-    "flawed_redundant_operations",
-    "flawed_logical_inconsistency",
-    "flawed_semantic_drift",
-)
-TASK_TYPES = ("simple_task", "basic_task", "data_pipeline", "api_integration", "multi_stage_pipeline")
-DIFFICULTIES = ("easy", "medium", "hard")
+DEFAULT_SUITE = "workflow"  # suites are found by name: benchpilot_runner.suites (entry-point group)
+WORKFLOW_VERSION = "workflow-1"  # the workflow suite's version (case ids made before suites were plug-ins)
 MODEL_PROVIDERS = ("sim", "openai")
 SIM_PRESETS = {
     # name: (accuracy, mean latency in seconds)
@@ -151,7 +135,8 @@ class Matrix:
     difficulties: tuple[str, ...]
     task_types: tuple[str, ...]
     instances: int = 5
-    tool_success_rate: float = 0.8
+    tool_success_rate: float = 0.8  # the workflow suite's (kept in the matrix, where manifests have it)
+    suite_version: str = WORKFLOW_VERSION  # part of every case id; the suite's version
 
     @property
     def total(self) -> int:
@@ -259,6 +244,7 @@ class RunSpec:
     suspend: bool = False
     simulation: Mapping[str, SimModel] = field(default_factory=dict)
     failure_policy: str = "partial"  # run outcome when some shards fail: "partial" or "fail"
+    suite_config: Mapping[str, Any] = field(default_factory=dict)  # the suite's parsed spec.suiteConfig
 
     def sim_model(self, model: str) -> SimModel:
         """The parameters of a ``sim/...`` model: a spec override, else a preset."""
@@ -596,6 +582,19 @@ def _parse_endpoints(s: _Fields) -> tuple[Endpoint, ...]:
     return tuple(out)
 
 
+def find_suite(name: str):
+    """The installed suite named ``name`` (its vocabulary and configuration rules), or a SpecError listing them."""
+    from . import suites  # the registry: names to suite objects (entry points), loaded on first use
+
+    try:
+        return suites.get(name)
+    except suites.UnknownSuite as exc:
+        raise SpecError("spec.suite", str(exc)) from None
+
+
+Fields = _Fields  # what a suite's parse_config reads spec.suiteConfig with
+
+
 _SPEC_FIELDS = ("suite", "suiteConfig", "matrix", "endpoint", "endpoints", "budget", "estimate", "sharding",
                 "resources", "cache", "limits", "output", "suspend", "simulation", "failurePolicy")
 
@@ -624,10 +623,12 @@ def parse_manifest(doc: Any, *, namespace_default: str = "default") -> RunSpec:
     if top.raw("spec") is None:
         raise SpecError("spec", "is required")
     s = _Fields(top.raw("spec"), "spec", _SPEC_FIELDS)
-    suite = s.string("suite", "workflow", allowed=SUITES)
+    suite_name = s.string("suite", DEFAULT_SUITE)
+    suite = find_suite(suite_name)
     if s.has("suiteConfig") and not isinstance(s.raw("suiteConfig"), Mapping):
         raise SpecError("spec.suiteConfig", f"{show(s.raw('suiteConfig'))} is not a mapping")
-    _Fields(s.raw("suiteConfig"), "spec.suiteConfig", ())  # the workflow suite takes no configuration
+    suite_config = dict(suite.parse_config(_Fields(s.raw("suiteConfig"), "spec.suiteConfig", suite.config_fields)))
+    vocab = suite.vocabulary
 
     sim_raw = s.raw("simulation")
     if sim_raw is not None and not isinstance(sim_raw, Mapping):
@@ -650,11 +651,15 @@ def parse_manifest(doc: Any, *, namespace_default: str = "default") -> RunSpec:
     models = _parse_models(mx, simulation)
     matrix = Matrix(
         models=tuple(m.name for m in models),
-        prompt_types=mx.string_list("promptTypes", PROMPT_TYPES, what="prompt type"),
-        difficulties=mx.string_list("difficulties", DIFFICULTIES, default=("easy",), what="difficulty"),
-        task_types=mx.string_list("taskTypes", TASK_TYPES, default=TASK_TYPES, what="task type"),
+        prompt_types=mx.string_list("promptTypes", vocab.prompt_types, what=f"{suite_name} prompt type"),
+        difficulties=mx.string_list("difficulties", vocab.difficulties,
+                                    default=vocab.default_difficulties or vocab.difficulties[:1],
+                                    what=f"{suite_name} difficulty"),
+        task_types=mx.string_list("taskTypes", vocab.task_types, default=vocab.default_task_types or vocab.task_types,
+                                  what=f"{suite_name} task type"),
         instances=mx.number("instances", 5, minimum=1, maximum=1_000_000, integer=True),
         tool_success_rate=mx.number("toolSuccessRate", 0.8, minimum=0.0, maximum=1.0),
+        suite_version=suite.version,
     )
     if matrix.total > 100_000_000:
         raise SpecError("spec.matrix", f"expands to {matrix.total} cases; at most 100000000 allowed")
@@ -727,7 +732,7 @@ def parse_manifest(doc: Any, *, namespace_default: str = "default") -> RunSpec:
     )
 
     spec = RunSpec(
-        name=name, namespace=namespace, uid=uid, suite=suite, matrix=matrix, endpoints=endpoints, models=models,
+        name=name, namespace=namespace, uid=uid, suite=suite_name, suite_config=suite_config, matrix=matrix, endpoints=endpoints, models=models,
         budget=budget, expected=expected, sharding=sharding, resources=resources, limits=limits, output=output,
         cache_claim=cache_claim, cache_path=cache_path, suspend=s.boolean("suspend", False),
         simulation=simulation,
@@ -781,6 +786,7 @@ def to_manifest(spec: RunSpec) -> dict:
     m, sh, r, lim, out = spec.matrix, spec.sharding, spec.resources, spec.limits, spec.output
     body = {
         "suite": spec.suite,
+        "suiteConfig": dict(spec.suite_config),
         "matrix": {"models": [_model_doc(x) for x in spec.models], "promptTypes": list(m.prompt_types),
                    "difficulties": list(m.difficulties), "taskTypes": list(m.task_types),
                    "instances": m.instances, "toolSuccessRate": m.tool_success_rate},
@@ -826,7 +832,7 @@ class Case:
 
 
 def case_id(model: str, prompt_type: str, difficulty: str, task_type: str, instance: int,
-            suite_version: str = SUITE_VERSION) -> str:
+            suite_version: str = WORKFLOW_VERSION) -> str:
     """Stable id of one case: a hash of its fields and the suite version (not of the run)."""
     key = json.dumps([suite_version, model, prompt_type, difficulty, task_type, int(instance)],
                      separators=(",", ":"))
@@ -840,7 +846,7 @@ def case_at(matrix: Matrix, position: int) -> Case:
     rest, d = divmod(rest, len(matrix.difficulties))
     m, p = divmod(rest, len(matrix.prompt_types))
     model, prompt, diff, task = matrix.models[m], matrix.prompt_types[p], matrix.difficulties[d], matrix.task_types[t]
-    return Case(model, prompt, diff, task, instance, case_id(model, prompt, diff, task, instance))
+    return Case(model, prompt, diff, task, instance, case_id(model, prompt, diff, task, instance, matrix.suite_version))
 
 
 def iter_cases(matrix: Matrix) -> Iterator[Case]:

@@ -1,3 +1,3 @@
 """The tool-use workflow suite: generator, flaws, simulated tools, scoring and simulated models."""
 
-from .case import CaseRunner, TIMEOUT_ROW_FIELDS  # noqa: F401
+from .suite import SUITE  # noqa: F401 - the entry point benchpilot.suites:workflow

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-from ...spec import SUITE_VERSION
+from .vocab import VERSION as SUITE_VERSION
 from .registry import BY_NAME, TOOLS
 
 # how many steps each task type has at easy difficulty; medium adds 1, hard adds 2

@@ -1,0 +1,431 @@
+"""Where questions and databases come from: the built-in data, or a Spider/BIRD-layout folder.
+
+Bring your own (``spec.suiteConfig.dataset``, a folder or any fsspec URI)::
+
+    <dataset>/dev.json                       a JSON list: db_id, question, SQL (BIRD) or query (Spider),
+                                             optional evidence, difficulty, question_id
+    <dataset>/database/<db_id>/<db_id>.sqlite    (also accepted: dev_databases/, databases/)
+    <dataset>/database/<db_id>/database_description/<table>.csv   optional (BIRD): column descriptions
+
+A question's task type is the shape of its gold SQL (:func:`classify`); its difficulty is its
+``difficulty`` field when that is one of the suite's, else rated from the SQL. A cell (task type,
+difficulty) holds the file's questions of that kind in file order, and instance ``i`` is the
+``i``-th; positions past a cell's size are not cases. Everything is checked before any case runs:
+a missing file, a question without a field, a database that is not there or not SQLite is an
+error naming the file (and the question's index).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import random
+import re
+import sqlite3
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..base import SuiteError
+from . import builtin
+from .sqlexec import connect_readonly
+from .vocab import DIFFICULTIES, TASK_TYPES
+
+log = logging.getLogger("benchpilot.text2sql")
+QUESTION_FILES = ("dev.json", "questions.json", "test.json", "train.json")
+DATABASE_DIRS = ("database", "dev_databases", "databases")
+MAX_QUESTIONS_BYTES = 256 * 2**20
+VALUES_PER_COLUMN = 20
+VALUE_SCAN_ROWS = 5000
+QUESTION_CACHE = 4096
+
+
+@dataclass(frozen=True)
+class Item:
+    db_id: str
+    question: str
+    sql: str
+    task_type: str
+    difficulty: str
+    question_id: str
+    evidence: str = ""
+    hints: dict = field(default_factory=dict, compare=False)  # prompt type -> (text, misled SQL or None)
+
+
+# ----------------------------------------------------------------------------- SQL shape (pure)
+
+_STRING = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+
+
+def _strip_strings(sql: str) -> str:
+    return _STRING.sub("''", sql)
+
+
+def _top_level(sql: str) -> str:
+    """``sql`` without its parenthesised parts (subqueries, argument lists)."""
+    out, depth = [], 0
+    for ch in sql:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+def classify(sql: str) -> str:
+    """The task type of a gold query: set_operation > nested > aggregate > join > filter."""
+    s = _strip_strings(sql).upper()
+    if re.search(r"\b(UNION|INTERSECT|EXCEPT)\b", s):
+        return "set_operation"
+    if re.search(r"\(\s*SELECT\b", s):
+        return "nested"
+    if re.search(r"\bGROUP\s+BY\b|\b(COUNT|SUM|AVG|MIN|MAX)\s*\(", s):
+        return "aggregate"
+    if re.search(r"\bJOIN\b", s) or re.search(r"\bFROM\s+\w+(\s+(AS\s+)?\w+)?\s*,", _top_level(s)):
+        return "join"
+    return "filter"
+
+
+def rate(sql: str) -> str:
+    """A difficulty for a question that has none, from its SQL's components."""
+    s = _strip_strings(sql).upper()
+    score = len(re.findall(r"\bJOIN\b", s)) + 2 * len(re.findall(r"\(\s*SELECT\b", s)) \
+        + 2 * len(re.findall(r"\b(UNION|INTERSECT|EXCEPT)\b", s)) + len(re.findall(r"\bGROUP\s+BY\b|\bHAVING\b", s)) \
+        + len(re.findall(r"\bORDER\s+BY\b", s)) + max(0, len(re.findall(r"\b(AND|OR)\b", s)) - 1)
+    return "simple" if score <= 1 else "moderate" if score <= 3 else "challenging"
+
+
+def ordered(sql: str) -> bool:
+    """Whether the query's result order is part of its answer (a top-level ORDER BY)."""
+    return bool(re.search(r"\bORDER\s+BY\b", _top_level(_strip_strings(sql)).upper()))
+
+
+# ----------------------------------------------------------------------------- schemas
+
+
+@dataclass(frozen=True)
+class Column:
+    table: str
+    name: str
+    type: str
+    description: str
+    values: tuple[str, ...]  # sampled distinct values (text columns)
+
+
+@dataclass(frozen=True)
+class Schema:
+    db_id: str
+    tables: tuple[str, ...]
+    columns: tuple[Column, ...]
+    foreign_keys: tuple[tuple[str, str, str, str], ...]  # (table, column, ref table, ref column)
+
+    def column_texts(self) -> list[tuple[str, str]]:
+        return [(f"{c.table}.{c.name}", f"{c.table}.{c.name} ({c.type or 'any'}): {c.description or c.name}")
+                for c in self.columns]
+
+    def value_texts(self) -> list[tuple[str, str]]:
+        return [(f"{c.table}.{c.name}={v}", f"{c.table}.{c.name}: {v}") for c in self.columns for v in c.values]
+
+
+def _descriptions(db_dir: Path) -> dict[tuple[str, str], str]:
+    """BIRD's optional database_description/<table>.csv: (table, column) -> description."""
+    out: dict[tuple[str, str], str] = {}
+    folder = db_dir / "database_description"
+    if not folder.is_dir():
+        return out
+    for f in sorted(folder.glob("*.csv")):
+        try:
+            raw = f.read_bytes().decode("utf-8", "replace")
+            for row in csv.DictReader(io.StringIO(raw)):
+                col = (row.get("original_column_name") or "").strip()
+                desc = (row.get("column_description") or row.get("column_name") or "").strip()
+                if col and desc:
+                    out[f.stem.lower(), col.lower()] = " ".join(desc.split())[:300]
+        except (OSError, csv.Error) as exc:
+            log.warning("column descriptions not read", extra={"file": str(f), "error": str(exc)[:200]})
+    return out
+
+
+def introspect(db_id: str, path: Path, descriptions: dict[tuple[str, str], str] | None = None) -> Schema:
+    conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro&immutable=1", uri=True)
+    conn.text_factory = lambda b: b.decode("utf-8", "replace")
+    try:
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid")]
+        columns, fks = [], []
+        for t in tables:
+            q = t.replace('"', '""')
+            for _, name, ctype, *_ in conn.execute(f'PRAGMA table_info("{q}")'):
+                values: tuple[str, ...] = ()
+                if "CHAR" in (ctype or "").upper() or "TEXT" in (ctype or "").upper() or not ctype:
+                    n = name.replace('"', '""')
+                    values = tuple(str(r[0])[:80] for r in conn.execute(
+                        f'SELECT "{n}" FROM (SELECT "{n}" FROM "{q}" LIMIT {VALUE_SCAN_ROWS}) WHERE "{n}" IS NOT NULL '
+                        f'GROUP BY "{n}" ORDER BY COUNT(*) DESC, "{n}" LIMIT {VALUES_PER_COLUMN}'))
+                desc = (descriptions or {}).get((t.lower(), name.lower()), "")
+                columns.append(Column(t, name, ctype or "", desc, values))
+            for row in conn.execute(f'PRAGMA foreign_key_list("{q}")'):
+                fks.append((t, row[3], row[2], row[4] or "id"))
+        return Schema(db_id, tuple(tables), tuple(columns), tuple(fks))
+    finally:
+        conn.close()
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+class Dataset:
+    """The questions and databases a run uses; shared by every case of a process."""
+
+    name = "builtin"
+
+    def __init__(self) -> None:
+        self.db_paths: dict[str, Path] = {}
+        self._schemas: dict[str, Schema] = {}
+        self._lock = threading.Lock()
+
+    def schema(self, db_id: str) -> Schema:
+        with self._lock:
+            s = self._schemas.get(db_id)
+            if s is None:
+                s = self._schemas[db_id] = self._introspect(db_id)
+            return s
+
+    def _introspect(self, db_id: str) -> Schema:
+        return introspect(db_id, self.db_paths[db_id])
+
+    def question(self, task_type: str, difficulty: str, instance: int) -> Item | None: ...
+
+    def examples(self, item: Item, k: int) -> list[Item]: ...
+
+    def all_questions(self, instances: int) -> list[Item]: ...
+
+
+class BuiltinDataset(Dataset):
+    """Five seeded databases; questions made from templates, as many per cell as asked for."""
+
+    def __init__(self, root: Path | None = None):
+        super().__init__()
+        self.db_paths = builtin.ensure_databases(root)
+        self._conns = {k: connect_readonly(v) for k, v in self.db_paths.items()}
+        self._questions: dict[tuple, Item] = {}
+
+    def _introspect(self, db_id: str) -> Schema:
+        s = introspect(db_id, self.db_paths[db_id])
+        d = builtin.BY_ID[db_id]
+        meta = {(t.name, c.name): c for t in d.tables for c in t.cols}
+        cols = []
+        for c in s.columns:
+            m = meta.get((c.table, c.name))
+            cols.append(Column(c.table, c.name, c.type, m.desc if m else "",
+                               c.values if m is not None and m.role in ("cat", "label") else ()))
+        cols = tuple(cols)
+        return Schema(s.db_id, s.tables, cols, s.foreign_keys)
+
+    def question(self, task_type: str, difficulty: str, instance: int) -> Item:
+        key = (task_type, difficulty, instance)
+        with self._lock:
+            item = self._questions.get(key)
+            if item is None:
+                q = builtin.make_question(task_type, difficulty, instance, self._conns)
+                if len(self._questions) >= QUESTION_CACHE:
+                    self._questions.pop(next(iter(self._questions)))
+                item = self._questions[key] = Item(q.db_id, q.question, q.sql, task_type, difficulty,
+                                                   q.question_id, q.evidence, q.hints)
+            return item
+
+    def examples(self, item: Item, k: int) -> list[Item]:
+        """Solved questions of the same database and difficulty, of other shapes (never the question itself)."""
+        instance = int(item.question_id.rsplit("-", 1)[1])
+        shapes = [t for t in TASK_TYPES if t != item.task_type]
+        n = len(builtin.DATABASES)
+        return [self.question(shapes[j % len(shapes)], item.difficulty, instance + n * (j + 1)) for j in range(k)]
+
+    def all_questions(self, instances: int) -> list[Item]:
+        return [self.question(t, d, i) for t in TASK_TYPES for d in DIFFICULTIES for i in range(instances)]
+
+
+class FolderDataset(Dataset):
+    """A Spider/BIRD-layout dataset, local or at any fsspec URI (copied to a local folder once: SQLite
+    needs local files)."""
+
+    def __init__(self, uri: str, *, questions: str | None = None, databases: str | None = None,
+                 local_root: Path | None = None):
+        super().__init__()
+        self.name = uri
+        self.root = _localize(uri, questions, databases, local_root)
+        qfile = self._questions_file(questions)
+        self.items, self.cells = self._load(qfile)
+        self.db_dir = self._database_dir(databases)
+        self.db_paths = self._check_databases(qfile)
+        self._by_db: dict[str, list[Item]] = {}
+        for it in self.items:
+            self._by_db.setdefault(it.db_id, []).append(it)
+
+    def _questions_file(self, name: str | None) -> Path:
+        if name:
+            f = self.root / name
+            if not f.is_file():
+                raise SuiteError(f"{f}: the questions file (spec.suiteConfig.questions) does not exist")
+            return f
+        for n in QUESTION_FILES:
+            if (self.root / n).is_file():
+                return self.root / n
+        if not self.root.is_dir():
+            raise SuiteError(f"{self.root}: the dataset (spec.suiteConfig.dataset) is not a folder")
+        raise SuiteError(f"{self.root}: no questions file in the dataset; expected one of {', '.join(QUESTION_FILES)} "
+                         "(or name it in spec.suiteConfig.questions)")
+
+    def _database_dir(self, name: str | None) -> Path:
+        for n in ((name,) if name else DATABASE_DIRS):
+            if (self.root / n).is_dir():
+                return self.root / n
+        raise SuiteError(f"{self.root}: no database folder in the dataset; expected "
+                         f"{name or ' or '.join(DATABASE_DIRS)}/<db_id>/<db_id>.sqlite")
+
+    def _load(self, qfile: Path) -> tuple[list[Item], dict[tuple[str, str], list[int]]]:
+        if qfile.stat().st_size > MAX_QUESTIONS_BYTES:
+            raise SuiteError(f"{qfile}: {qfile.stat().st_size} bytes; at most {MAX_QUESTIONS_BYTES} are read")
+        try:
+            data = json.loads(qfile.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise SuiteError(f"{qfile}: not a JSON document: {str(exc)[:200]}") from None
+        if not isinstance(data, list) or not data:
+            raise SuiteError(f"{qfile}: expected a non-empty JSON list of questions, got {type(data).__name__}")
+        items, cells = [], {}
+        for i, q in enumerate(data):
+            where = f"{qfile}: question [{i}]"
+            if not isinstance(q, dict):
+                raise SuiteError(f"{where} is not an object")
+            db_id, text = q.get("db_id"), q.get("question")
+            sql = q.get("SQL", q.get("query"))
+            for key, value in (("db_id", db_id), ("question", text), ("SQL or query", sql)):
+                if not isinstance(value, str) or not value.strip():
+                    raise SuiteError(f"{where} has no {key} (a non-empty string)")
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", db_id) or db_id.startswith("."):
+                raise SuiteError(f"{where}: db_id {db_id[:60]!r} is not a database folder name")
+            evidence = q.get("evidence") or ""
+            if not isinstance(evidence, str):
+                raise SuiteError(f"{where}: evidence is not a string")
+            diff = q.get("difficulty")
+            difficulty = diff if diff in DIFFICULTIES else rate(sql)
+            task_type = classify(sql)
+            qid = str(q.get("question_id", i))[:64]
+            items.append(Item(db_id, text.strip(), sql.strip(), task_type, difficulty, qid, evidence.strip()))
+            cells.setdefault((task_type, difficulty), []).append(i)
+        return items, cells
+
+    def _check_databases(self, qfile: Path) -> dict[str, Path]:
+        paths = {}
+        for i, it in enumerate(self.items):
+            if it.db_id in paths:
+                continue
+            p = self.db_dir / it.db_id / f"{it.db_id}.sqlite"
+            if not p.is_file():
+                raise SuiteError(f"{p}: the database of {qfile.name} question [{i}] (db_id {it.db_id!r}) does not exist")
+            with open(p, "rb") as fh:
+                if fh.read(16) != b"SQLite format 3\x00":
+                    raise SuiteError(f"{p}: not a SQLite database")
+            try:
+                conn = connect_readonly(p)
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                conn.close()
+            except sqlite3.Error as exc:
+                raise SuiteError(f"{p}: cannot be read as SQLite: {exc}") from None
+            paths[it.db_id] = p
+        return paths
+
+    def _introspect(self, db_id: str) -> Schema:
+        path = self.db_paths[db_id]
+        return introspect(db_id, path, _descriptions(path.parent))
+
+    def question(self, task_type: str, difficulty: str, instance: int) -> Item | None:
+        cell = self.cells.get((task_type, difficulty), ())
+        if instance >= len(cell):
+            return None
+        it = self.items[cell[instance]]
+        if not it.hints:
+            it = Item(**{**it.__dict__, "hints": generic_hints(it, self.schema(it.db_id))})
+        return it
+
+    def examples(self, item: Item, k: int) -> list[Item]:
+        pool = [x for x in self._by_db.get(item.db_id, ()) if x.question_id != item.question_id]
+        rng = random.Random(int(hashlib.sha256(f"{item.db_id}|{item.question_id}".encode()).hexdigest()[:12], 16))
+        return rng.sample(pool, min(k, len(pool)))
+
+    def all_questions(self, instances: int) -> list[Item]:
+        return list(self.items)
+
+    def sizes(self) -> Counter:
+        return Counter({k: len(v) for k, v in self.cells.items()})
+
+
+def _localize(uri: str, questions: str | None, databases: str | None, local_root: Path | None) -> Path:
+    """A local folder holding the dataset: the folder itself, or a copy of a remote one (once per URI)."""
+    if "://" not in uri or uri.startswith("file://"):
+        return Path(uri.removeprefix("file://")).expanduser()
+    import fsspec
+
+    dest = (local_root or builtin.data_dir()) / "datasets" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if (dest / ".complete").exists():
+        return dest
+    try:
+        fs, root = fsspec.core.url_to_fs(uri)
+        if not fs.isdir(root):
+            raise SuiteError(f"{uri}: the dataset (spec.suiteConfig.dataset) is not a folder")
+        wanted = [questions] if questions else [n for n in QUESTION_FILES if fs.exists(f"{root}/{n}")][:1]
+        dbdirs = [databases] if databases else [n for n in DATABASE_DIRS if fs.isdir(f"{root}/{n}")][:1]
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in wanted:
+            fs.get(f"{root}/{name}", str(dest / name))
+        for name in dbdirs:
+            fs.get(f"{root}/{name}", str(dest / name), recursive=True)
+    except SuiteError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any storage failure names the URI
+        raise SuiteError(f"{uri}: cannot read the dataset: {type(exc).__name__}: {str(exc)[:200]}") from None
+    (dest / ".complete").write_text(uri)
+    return dest
+
+
+def generic_hints(item: Item, schema: Schema) -> dict:
+    """Misleading hints for any dataset: a wrong column of a table the gold SQL uses; a wrong join."""
+    sql = item.sql
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", _strip_strings(sql)))
+    lower = {w.lower() for w in words}
+    used_tables = [t for t in schema.tables if t.lower() in lower]
+    hints: dict = {}
+    for t in used_tables:
+        cols = [c for c in schema.columns if c.table == t]
+        used = [c for c in cols if c.name.lower() in lower]
+        spare = [c for c in cols if c.name.lower() not in lower and re.fullmatch(r"\w+", c.name)]
+        if used and spare and re.fullmatch(r"\w+", used[0].name):
+            a, b = used[0], spare[0]
+            misled = re.sub(rf"\b{re.escape(a.name)}\b", b.name, sql)
+            hints["misleading_column_hint"] = (f"Hint: the {a.description or a.name} is stored in column "
+                                               f"{t}.{b.name}.", None if misled == sql else misled)
+            break
+    hints.setdefault("misleading_column_hint", ("Hint: the answer is in the first column of the first table.", None))
+    if len(used_tables) >= 2:
+        a, b = used_tables[:2]
+        hints["misleading_join_hint"] = (f"Hint: join {a} and {b} on their first columns.", None)
+    elif used_tables:
+        other = next((t for t in schema.tables if t != used_tables[0]), used_tables[0])
+        hints["misleading_join_hint"] = (f"Hint: this question needs {used_tables[0]} joined with {other}.", None)
+    else:
+        hints["misleading_join_hint"] = ("Hint: join every table on its first column.", None)
+    return hints
+
+
+def open_dataset(config: dict) -> Dataset:
+    """The dataset ``spec.suiteConfig`` names (checked: ``SuiteError`` names the file)."""
+    uri = config.get("dataset")
+    if not uri:
+        return BuiltinDataset()
+    return FolderDataset(uri, questions=config.get("questions"), databases=config.get("databases"))

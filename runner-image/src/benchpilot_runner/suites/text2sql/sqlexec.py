@@ -1,0 +1,108 @@
+"""Running a model's SQL: read-only, time-limited, row-capped, in a small thread pool.
+
+Every connection is opened ``mode=ro&immutable=1`` (nothing can be written, no journal or lock
+file is made next to a shared read-only database), with ``PRAGMA query_only`` and an authorizer
+that allows reading only: no ATTACH (which could open a writable file), no PRAGMA, no writes of
+any kind. A progress handler interrupts a statement past its time limit; rows are fetched up to
+the cap plus one, so a query returning millions of rows costs the cap, never the millions. A
+query the limits cut is a result (``cut``), scored like an error; it never holds a shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_VALUE_BYTES = 1_000_000  # SQLITE_LIMIT_LENGTH: no value larger than this is built
+_ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    columns: tuple[str, ...] = ()
+    rows: tuple[tuple, ...] = ()
+    error: str | None = None  # the database's message, when the SQL did not run
+    cut: str | None = None  # "time_limit" | "row_limit": stopped by the limits
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.cut is None
+
+
+def _authorize(action, *args) -> int:
+    return sqlite3.SQLITE_OK if action in _ALLOWED else sqlite3.SQLITE_DENY
+
+
+def connect_readonly(path: str | Path) -> sqlite3.Connection:
+    uri = Path(path).resolve().as_uri() + "?mode=ro&immutable=1"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA query_only = ON")
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    conn.set_authorizer(_authorize)
+    conn.text_factory = lambda b: b.decode("utf-8", "replace")
+    return conn
+
+
+def _cell(v):
+    if isinstance(v, float):
+        return round(v, 6)
+    if isinstance(v, bytes):
+        return v.hex()
+    return v
+
+
+class SqlRunner:
+    """Shared by every case of a process: one read-only connection per database per worker thread."""
+
+    def __init__(self, *, timeout_s: float = 5.0, row_limit: int = 10_000, threads: int = 4):
+        self.timeout_s, self.row_limit = timeout_s, row_limit
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="sql")
+        self._local = threading.local()
+        self.statements = 0
+
+    def _conn(self, path: str) -> sqlite3.Connection:
+        conns = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        conn = conns.get(path)
+        if conn is None:
+            conn = conns[path] = connect_readonly(path)
+        return conn
+
+    def run_sync(self, path: str, sql: str, *, timeout_s: float | None = None, row_limit: int | None = None) -> ExecResult:
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        row_limit = self.row_limit if row_limit is None else row_limit
+        conn = self._conn(path)
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
+        conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 2000)
+        self.statements += 1
+        try:
+            cur = conn.execute(sql)
+            columns = tuple(d[0] for d in cur.description or ())
+            rows = cur.fetchmany(row_limit + 1)
+            cur.close()
+            if len(rows) > row_limit:
+                return ExecResult(columns, (), None, "row_limit", time.monotonic() - t0)
+            return ExecResult(columns, tuple(tuple(_cell(v) for v in r) for r in rows), None, None,
+                              time.monotonic() - t0)
+        except sqlite3.OperationalError as exc:
+            if "interrupted" in str(exc):
+                return ExecResult(error=None, cut="time_limit", seconds=time.monotonic() - t0)
+            return ExecResult(error=str(exc)[:500], seconds=time.monotonic() - t0)
+        except (sqlite3.Error, ValueError, OverflowError, MemoryError) as exc:
+            # Warning: more than one statement; DatabaseError: not authorized, too big, ...
+            return ExecResult(error=f"{exc}"[:500] or type(exc).__name__, seconds=time.monotonic() - t0)
+        finally:
+            conn.set_progress_handler(None, 0)
+
+    async def run(self, path: str, sql: str, **kw) -> ExecResult:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: self.run_sync(path, sql, **kw))

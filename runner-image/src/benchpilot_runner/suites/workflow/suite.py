@@ -1,0 +1,45 @@
+"""The workflow suite as a :class:`..base.Suite` (entry point ``workflow``)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..base import Retrieval, Vocabulary
+from . import vocab
+
+
+class WorkflowSuite:
+    name = "workflow"
+    version = vocab.VERSION
+    vocabulary = Vocabulary(prompt_types=vocab.PROMPT_TYPES, task_types=vocab.TASK_TYPES,
+                            difficulties=vocab.DIFFICULTIES, default_difficulties=("easy",))
+    config_fields: tuple[str, ...] = ()  # the workflow suite takes no configuration
+    summary_fields: tuple[str, ...] = ()
+
+    def parse_config(self, fields) -> Mapping[str, Any]:
+        return {}
+
+    def result_basis(self, spec) -> Mapping[str, Any]:
+        return {"tsr": spec.matrix.tool_success_rate}
+
+    def cache_texts(self, config: Mapping[str, Any], *, instances: int = 100) -> dict[str, list[tuple[str, str]]]:
+        """The tool texts, and the task descriptions of every (task type, difficulty, instance < instances)."""
+        from . import generator
+        from .registry import TOOLS
+
+        lexical = generator.LexicalRetriever()
+        tasks = {}
+        for task_type in vocab.TASK_TYPES:
+            for difficulty in vocab.DIFFICULTIES:
+                for i in range(instances):
+                    d = generator.generate(task_type, difficulty, i, retriever=lexical).description
+                    tasks.setdefault(d, None)
+        return {"tools": [(t.name, t.text()) for t in TOOLS], "tasks": [("", d) for d in tasks]}
+
+    def prepare(self, spec, retrieval: Retrieval):
+        from .case import WorkflowRunner
+
+        return WorkflowRunner.from_retrieval(spec, retrieval)
+
+
+SUITE = WorkflowSuite()

@@ -15,6 +15,7 @@ import pytest
 
 from benchpilot_runner.resources import CacheError, open_cache
 from benchpilot_runner.suites.workflow import generator
+from benchpilot_runner.suites.workflow.case import CacheRetriever
 from tests.helpers import BENCHPILOT, ROOT, manifest, run_cli, write_manifest
 
 pytestmark = pytest.mark.slow
@@ -45,18 +46,21 @@ def make_read_only(root: Path) -> None:
 def test_manifest_describes_every_file(built_cache):
     m = json.loads((built_cache / "manifest.json").read_text())
     assert m["model"] == {"name": "sentence-transformers/all-MiniLM-L6-v2", "dimensions": 384, "dir": "model"}
-    assert {"embeddings.npy", "index.faiss", "texts.json", "tools.json", "model/model.safetensors"} <= set(m["files"])
+    assert {"embeddings.npy", "index.faiss", "texts.json", "keys.json", "model/model.safetensors"} <= set(m["files"])
+    assert (m["suite"], m["suite_version"]) == ("workflow", "workflow-1")
     emb = np.load(built_cache / "embeddings.npy", mmap_mode="r")
     assert emb.dtype == np.float32 and emb.shape == (m["rows"]["total"], 384)
     assert emb.nbytes / 2**20 == pytest.approx(SYNTHETIC_MIB, rel=0.01)
-    assert m["rows"]["tools"] == 30 and m["rows"]["tasks"] == 5 * 3 * CACHE_INSTANCES
+    tools, tasks = m["groups"]["tools"], m["groups"]["tasks"]
+    assert tools == [0, 30] and tasks[0] == 30 and 0 < tasks[1] - 30 <= 5 * 3 * CACHE_INSTANCES
+    assert m["rows"]["real"] == tasks[1] and m["rows"]["total"] == m["rows"]["real"] + m["rows"]["synthetic"]
     norms = np.linalg.norm(emb[:100], axis=1)
     assert np.allclose(norms, 1.0, atol=1e-4)
 
 
 def test_retrieval_is_semantic(built_cache):
     cache = open_cache(built_cache)
-    r = cache.retriever()
+    r = CacheRetriever(cache)
     assert r.retrieve("send the team an email with the results", 3)[0] == "email_sender"
     assert "api_authenticator" in r.retrieve("get an access token for the billing service", 3)
     assert "csv_parser" in r.retrieve("turn comma separated text into rows", 3)
@@ -69,7 +73,8 @@ def test_encoder_loads_lazily_once_behind_an_lru(built_cache):
         import json, sys
         from benchpilot_runner.resources import open_cache
         from benchpilot_runner.suites.workflow import generator
-        c = open_cache({str(built_cache)!r}); r = c.retriever()
+        from benchpilot_runner.suites.workflow.case import CacheRetriever
+        c = open_cache({str(built_cache)!r}); r = CacheRetriever(c)
         for tt in ("simple_task", "data_pipeline"):
             for i in range({CACHE_INSTANCES}):
                 generator.generate(tt, "medium", i, retriever=r)
@@ -154,7 +159,7 @@ PSS_CHILD = textwrap.dedent("""
     cache = open_cache(sys.argv[1])
     cache.touch()
     from benchpilot_runner.suites.workflow.registry import TOOLS
-    cache.retriever().retrieve(TOOLS[3].text(), 5)  # a cached text: no encoder
+    cache.search("tools", TOOLS[3].text(), 5)  # a cached text: no encoder
     assert not cache.encoder_loaded
     print(before, flush=True)
     sys.stdin.read()
@@ -192,3 +197,65 @@ def test_footprint_reports_the_formula_inputs(built_cache):
     assert 0.9 * files_mib <= fp["sharedMiB"] <= 1.3 * files_mib
     assert 0 < fp["perWorkerMiB"] < 5 and fp["baseMiB"] > 10
     assert fp["suggestedSpec"]["resources"]["footprint"]["sharedMiB"] == fp["sharedMiB"]
+
+
+# ----------------------------------------------------------------------------- text2sql through the cache
+
+
+@pytest.fixture(scope="module")
+def sql_cache(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("t2s-cache") / "c"
+    res = run_cli("cache", "build", "--suite", "text2sql", "--out", str(out), "--instances", "2", timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def test_text2sql_cache_holds_columns_values_and_questions(sql_cache):
+    m = json.loads((sql_cache / "manifest.json").read_text())
+    assert (m["suite"], m["suite_version"]) == ("text2sql", "text2sql-1")
+    dbs = ("flights", "hospital", "library", "retail", "university")
+    assert {f"schema:{d}" for d in dbs} | {f"values:{d}" for d in dbs} | {"questions"} == set(m["groups"])
+    cache = open_cache(sql_cache, suite="text2sql")
+    top = cache.search("schema:retail", "Which customers live in Lisbon?", 3)
+    assert "customers.city" in top, top
+    values = cache.search("values:retail", "orders that were returned", 3)
+    assert "orders.status=returned" in values, values
+    with pytest.raises(CacheError, match="built for suite 'text2sql'"):
+        open_cache(sql_cache, suite="workflow")
+
+
+def test_concurrent_new_texts_are_embedded_in_one_batch(sql_cache):
+    code = textwrap.dedent(f"""
+        import asyncio, json
+        import numpy as np
+        from benchpilot_runner.resources import Cache
+        c = Cache({str(sql_cache)!r})
+        texts = [f"how many orders did customer number {{i}} place in 2023" for i in range(64)]
+        async def main():
+            return await asyncio.gather(*(c.embed_async(t) for t in texts))
+        vecs = asyncio.run(main())
+        calls = c.encoder_calls
+        same = all(np.allclose(v, c._encode(t), atol=1e-5) for v, t in zip(vecs[:4], texts[:4]))
+        asyncio.run(main())  # now from the LRU: no encoder call
+        print(json.dumps([calls, c.encoder_calls - 4, c.encoder_loads, same]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    calls, after, loads, same = json.loads(out.stdout.strip().splitlines()[-1])
+    assert calls <= 2 and after == calls and loads == 1 and same
+
+
+def test_text2sql_runs_with_embedding_retrieval_and_refuses_a_wrong_cache(sql_cache, built_cache, tmp_path):
+    doc = {"apiVersion": "benchpilot.io/v1alpha1", "kind": "BenchmarkRun", "metadata": {"name": "t2c"},
+           "spec": {"suite": "text2sql", "matrix": {"models": ["sim/oracle"], "promptTypes": ["zero_shot"],
+                                                    "instances": 2}}}
+    path = write_manifest(tmp_path / "m.yaml", doc)
+    res = run_cli("run", str(path), "--cache", str(sql_cache), "--output", str(tmp_path / "out"), "--no-progress",
+                  timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert '"retrieval": "embedding:sentence-transformers/all-MiniLM-L6-v2"' in res.stderr
+    wrong = run_cli("run", str(path), "--cache", str(built_cache), "--output", str(tmp_path / "o2"))
+    assert wrong.returncode == 2 and "built for suite 'workflow'" in wrong.stderr, wrong.stderr[-2000:]
+    wf = write_manifest(tmp_path / "wf.yaml", manifest())
+    wrong = run_cli("run", str(wf), "--cache", str(sql_cache), "--output", str(tmp_path / "o3"))
+    assert wrong.returncode == 2 and "rebuild the cache" in wrong.stderr

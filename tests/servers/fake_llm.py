@@ -16,7 +16,10 @@ The requested model name picks the behaviour, so one server serves every test of
   given only in LiteLLM's ``llm_provider-retry-after`` header; then answers;
 - ``badshape-once``: on the first attempt of a turn a 200 whose ``tool_calls`` is not a list and
   whose ``usage.prompt_tokens`` is ``"lots"``;
-- ``priced``: like ``follow``, with usage of 1000 prompt and 100 completion tokens per answer.
+- ``priced``: like ``follow``, with usage of 1000 prompt and 100 completion tokens per answer;
+- ``sql-<name>``: a text2sql answer, the same query every time (correction rounds too), from
+  ``SQL_ANSWERS``: ``hang`` (never ends), ``huge`` (endless rows), ``delete``/``drop``/``attach``/
+  ``pragma`` (try to write), ``prose`` (no SQL at all), ``count`` (a valid query).
 
 Several endpoints: ``/<prefix>/v1/chat/completions`` is the same server under another name; every
 request is logged as (time, prefix, model) in ``requests_log``. ``limit(prefix, n, window_s)``
@@ -40,6 +43,16 @@ from aiohttp import web
 
 _STEP = re.compile(r"^\d+\. ([a-z_]+)\((.*)\)$")
 EXPECTED_KEY = "sk-test-fake-llm-key-0123456789"
+SQL_ANSWERS = {
+    "hang": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+    "huge": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c",
+    "delete": "DELETE FROM customers",
+    "drop": "DROP TABLE orders",
+    "attach": "ATTACH DATABASE '/tmp/benchpilot-attack.sqlite' AS evil",
+    "pragma": "PRAGMA journal_mode = WAL",
+    "prose": "I am not sure which table holds that.",
+    "count": "SELECT count(*) FROM sqlite_master",
+}
 
 
 def _parse_args(text: str) -> dict:
@@ -176,6 +189,10 @@ class FakeLLM:
             return web.Response(text="{not json", content_type="application/json")
         if model == "garbage":
             return web.Response(text='{"choices": "nope"', content_type="application/json")
+        if model.startswith("sql-"):
+            sql = SQL_ANSWERS[model.split("-", 1)[1]]
+            content = sql if model == "sql-prose" else f"Here is the query:\n```sql\n{sql}\n```"
+            return web.json_response(_completion({"role": "assistant", "content": content}, model))
         return web.json_response(_completion(_answer(messages, tools), model))
 
     def app(self) -> web.Application:

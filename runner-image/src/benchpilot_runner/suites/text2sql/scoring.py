@@ -3,7 +3,8 @@
 - success: the predicted query's result equals the gold result — as multisets of rows, or as
   lists when the gold query orders its result (a top-level ORDER BY); score 1;
 - partial: the query ran and returns the right number of columns and at least one gold row, but
-  not the gold result; score = rows in common (multiset) / max(gold rows, predicted rows);
+  not the gold result; score = rows in common (multiset) / max(gold rows, predicted rows), or 0.5
+  when only the order is wrong;
 - failure: anything else — invalid SQL, a query cut by the time limit or the row cap, the wrong
   columns, no gold row; score 0.
 Values compare as SQLite returns them (floats rounded to 6 places; ``3 == 3.0``); column names
@@ -42,6 +43,8 @@ def score(gold: ExecResult, pred: ExecResult, ordered: bool) -> Verdict:
     if same_result(gold, pred, ordered):
         return Verdict("success", 1.0)
     if len(gold.columns) == len(pred.columns):
+        if ordered and same_result(gold, pred, ordered=False):
+            return Verdict("partial", 0.5)  # the right rows in the wrong order
         common = sum((Counter(gold.rows) & Counter(pred.rows)).values())
         if common:
             return Verdict("partial", round(common / max(len(gold.rows), len(pred.rows)), 4))

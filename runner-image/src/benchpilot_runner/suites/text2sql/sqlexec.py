@@ -1,6 +1,7 @@
 """Running a model's SQL: read-only, time-limited, row-capped, in a small thread pool.
 
-Every connection is opened ``mode=ro&immutable=1`` (nothing can be written, no journal or lock
+Only a query is run (the statement must start with SELECT, WITH or VALUES). Every connection is
+opened ``mode=ro&immutable=1`` (nothing can be written, no journal or lock
 file is made next to a shared read-only database), with ``PRAGMA query_only`` and an authorizer
 that allows reading only: no ATTACH (which could open a writable file), no PRAGMA, no writes of
 any kind. A progress handler interrupts a statement past its time limit; rows are fetched up to
@@ -11,6 +12,7 @@ query the limits cut is a result (``cut``), scored like an error; it never holds
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import threading
 import time
@@ -19,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAX_VALUE_BYTES = 1_000_000  # SQLITE_LIMIT_LENGTH: no value larger than this is built
+_LEAD = re.compile(r"^(?:\s+|--[^\n]*\n?|/\*.*?\*/|\()*", re.S)
+_QUERY_WORDS = ("SELECT", "WITH", "VALUES")
+_WORD = re.compile(r"[A-Za-z]+")
 _ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
 
 
@@ -79,6 +84,10 @@ class SqlRunner:
     def run_sync(self, path: str, sql: str, *, timeout_s: float | None = None, row_limit: int | None = None) -> ExecResult:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         row_limit = self.row_limit if row_limit is None else row_limit
+        m = _WORD.match(_LEAD.sub("", sql, count=1))
+        word = m.group(0).upper() if m else ""
+        if word not in _QUERY_WORDS:
+            return ExecResult(error=f"only a query (SELECT or WITH) is run; this statement starts with {word[:12]!r}")
         conn = self._conn(path)
         t0 = time.monotonic()
         deadline = t0 + timeout_s

@@ -345,6 +345,60 @@ async def test_progress_is_scraped_from_real_runner_pods(cluster, tmp_path):
     assert summary["total"] == summary["distinct_case_ids"] == total
 
 
+async def test_the_text2sql_example_runs_through_the_operator(cluster, tmp_path):
+    """examples/text2sql.yaml as applied: the operator parses it with the suite's vocabulary, plans and
+    creates its Jobs; each shard's real runner (the test plays kubelet) runs its questions once."""
+    import yaml
+
+    from tests.helpers import EXAMPLES
+
+    ns = ns_()
+    doc = yaml.safe_load((EXAMPLES / "text2sql.yaml").read_text())
+    doc["metadata"]["namespace"] = ns
+    doc["spec"]["output"]["uri"] = f"file://{tmp_path}/out"
+    total = S.parse_manifest(doc).total_cases
+    async with operator(cluster.url):
+        await cluster.apply_run(doc)
+        jobs = await jobs_count(cluster, ns, "text2sql", doc["spec"]["sharding"]["shards"])
+        (cm,) = [c for c in await cluster.configmaps(ns) if c["metadata"]["name"] == "text2sql-spec"]
+        resolved = json.loads(cm["data"]["run.json"])
+        assert resolved["spec"]["suite"] == "text2sql" and resolved["spec"]["suiteConfig"]["rowLimit"] == 10000
+        spec_file = tmp_path / "run.json"
+        spec_file.write_text(cm["data"]["run.json"])
+        procs = []
+        for job in jobs:
+            port = free_port()
+            env = {e["name"]: e["value"] for e in container(job)["env"] if "value" in e}
+            env.update(BENCHPILOT_SPEC=str(spec_file), BENCHPILOT_HEALTH_PORT=str(port),
+                       BENCHPILOT_HEALTH_HOST="127.0.0.1", HOME=str(tmp_path),
+                       BENCHPILOT_TERMINATION_LOG=str(tmp_path / f"term-{port}"))
+            procs.append(subprocess.Popen([*BENCHPILOT, "shard"], env={**os.environ, **env}, cwd=ROOT,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+            await cluster.start_pod(job, port=port)
+        for p in procs:
+            assert p.wait(180) == 0, p.stderr.read()[-2000:]
+        for job in jobs:
+            await cluster.complete(job)
+        st = await status_of(cluster, ns, "text2sql", phase="Succeeded")
+        assert st["cases"]["completed"] == st["cases"]["total"] == total
+    from benchpilot_runner import report
+
+    summary = report.summarize(report.load(st["results"]["uri"]))
+    assert summary["total"] == summary["distinct_case_ids"] == summary["final"] == total
+    assert summary["suites"] == ["text2sql"] and "valid" in summary["flags"]
+    assert len(summary["by_model_prompt_type"]) == 15
+
+
+async def test_an_unknown_suite_is_an_invalid_spec_naming_the_installed_ones(cluster):
+    ns = ns_()
+    async with operator(cluster.url):
+        await cluster.apply_run(run_doc("nosuite", ns, suite="sql3"))
+        st = await status_of(cluster, ns, "nosuite", phase="Failed")
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "InvalidSpec" and "spec.suite" in ready["message"]
+    assert "text2sql, workflow" in ready["message"]
+
+
 def _share_env(job: dict) -> float | None:
     env = {e["name"]: e.get("value") for e in container(job).get("env", [])}
     return float(env["BENCHPILOT_LIMIT_SHARE"]) if "BENCHPILOT_LIMIT_SHARE" in env else None

@@ -52,12 +52,12 @@ class PodB:
         return self
 
     def terminated(self, code: int, reason: str | None = None, *, message: str = "", done: int | None = None,
-                   failed: int | None = None, finished: str = "2026-01-01T00:00:00Z") -> "PodB":
+                   failed: int | None = None, total: int | None = None,
+                   finished: str = "2026-01-01T00:00:00Z") -> "PodB":
         body = {"reason": reason, "message": message}
-        if done is not None:
-            body["done"] = done
-        if failed is not None:
-            body["failed"] = failed
+        for key, value in (("done", done), ("failed", failed), ("total", total)):
+            if value is not None:
+                body[key] = value
         self.obj["status"] = {"phase": "Succeeded" if code == 0 else "Failed", "containerStatuses": [
             {"name": "runner", "state": {"terminated": {"exitCode": code, "finishedAt": finished,
                                                         "message": json.dumps(body) if reason else ""}}}]}

@@ -214,6 +214,19 @@ def test_failed_cases_survive_the_end_of_the_shard():
     assert finished["cases"]["failed"] == 2 and finished["cases"]["completed"] == 6
 
 
+def test_positions_without_a_case_in_the_dataset_leave_the_total():
+    """A text2sql dataset of one's own may hold fewer questions in a cell than matrix.instances: a
+    finished shard's runner reports its real total, and the run's total and progress follow it."""
+    spec = spec_of(sharding={"shards": 2})  # 16 positions, 8 per shard
+    st, _ = run(spec, [obs(0, JobB().succeeded(), PodB().terminated(0, "Complete", done=5, total=5)),
+                       obs(1, JobB(index=1).active(), PodB().running(), done=3)])
+    assert st["cases"] == {"total": 13, "completed": 8, "failed": 0}
+    st, _ = run(spec, [obs(0, JobB().succeeded(), PodB().terminated(0, "Complete", done=5, total=5)),
+                       obs(1, JobB(index=1).succeeded(), PodB().terminated(0, "Complete", done=6, total=6))])
+    assert st["cases"] == {"total": 11, "completed": 11, "failed": 0} and st["progress"] == "100%"
+    assert st["phase"] == "Succeeded"
+
+
 def test_merge_patch_deletes_what_is_gone_at_every_depth():
     prev = {"phase": "Running", "limitShares": {"0": 0.5, "1": 0.5}, "failedShards": [1], "kopf": {"x": 1}}
     new = {"phase": "Running", "limitShares": {"1": 1.0}}

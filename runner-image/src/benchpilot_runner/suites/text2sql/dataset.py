@@ -27,11 +27,11 @@ import re
 import sqlite3
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..base import SuiteError
 from . import builtin
+from .items import Column, Item, Schema, classify, ordered, rate, strip_strings  # noqa: F401 - re-exported
 from .sqlexec import connect_readonly
 from .vocab import DIFFICULTIES, TASK_TYPES
 
@@ -42,95 +42,6 @@ MAX_QUESTIONS_BYTES = 256 * 2**20
 VALUES_PER_COLUMN = 20
 VALUE_SCAN_ROWS = 5000
 QUESTION_CACHE = 4096
-
-
-@dataclass(frozen=True)
-class Item:
-    db_id: str
-    question: str
-    sql: str
-    task_type: str
-    difficulty: str
-    question_id: str
-    evidence: str = ""
-    hints: dict = field(default_factory=dict, compare=False)  # prompt type -> (text, misled SQL or None)
-
-
-# ----------------------------------------------------------------------------- SQL shape (pure)
-
-_STRING = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
-
-
-def _strip_strings(sql: str) -> str:
-    return _STRING.sub("''", sql)
-
-
-def _top_level(sql: str) -> str:
-    """``sql`` without its parenthesised parts (subqueries, argument lists)."""
-    out, depth = [], 0
-    for ch in sql:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth = max(0, depth - 1)
-        elif depth == 0:
-            out.append(ch)
-    return "".join(out)
-
-
-def classify(sql: str) -> str:
-    """The task type of a gold query: set_operation > nested > aggregate > join > filter."""
-    s = _strip_strings(sql).upper()
-    if re.search(r"\b(UNION|INTERSECT|EXCEPT)\b", s):
-        return "set_operation"
-    if re.search(r"\(\s*SELECT\b", s):
-        return "nested"
-    if re.search(r"\bGROUP\s+BY\b|\b(COUNT|SUM|AVG|MIN|MAX)\s*\(", s):
-        return "aggregate"
-    if re.search(r"\bJOIN\b", s) or re.search(r"\bFROM\s+\w+(\s+(AS\s+)?\w+)?\s*,", _top_level(s)):
-        return "join"
-    return "filter"
-
-
-def rate(sql: str) -> str:
-    """A difficulty for a question that has none, from its SQL's components."""
-    s = _strip_strings(sql).upper()
-    score = len(re.findall(r"\bJOIN\b", s)) + 2 * len(re.findall(r"\(\s*SELECT\b", s)) \
-        + 2 * len(re.findall(r"\b(UNION|INTERSECT|EXCEPT)\b", s)) + len(re.findall(r"\bGROUP\s+BY\b|\bHAVING\b", s)) \
-        + len(re.findall(r"\bORDER\s+BY\b", s)) + max(0, len(re.findall(r"\b(AND|OR)\b", s)) - 1)
-    return "simple" if score <= 1 else "moderate" if score <= 3 else "challenging"
-
-
-def ordered(sql: str) -> bool:
-    """Whether the query's result order is part of its answer (a top-level ORDER BY)."""
-    return bool(re.search(r"\bORDER\s+BY\b", _top_level(_strip_strings(sql)).upper()))
-
-
-# ----------------------------------------------------------------------------- schemas
-
-
-@dataclass(frozen=True)
-class Column:
-    table: str
-    name: str
-    type: str
-    description: str
-    values: tuple[str, ...]  # sampled distinct values (text columns)
-
-
-@dataclass(frozen=True)
-class Schema:
-    db_id: str
-    tables: tuple[str, ...]
-    columns: tuple[Column, ...]
-    foreign_keys: tuple[tuple[str, str, str, str], ...]  # (table, column, ref table, ref column)
-
-    def column_texts(self) -> list[tuple[str, str]]:
-        return [(f"{c.table}.{c.name}", f"{c.table}.{c.name} ({c.type or 'any'}): {c.description or c.name}")
-                for c in self.columns]
-
-    def value_texts(self) -> list[tuple[str, str]]:
-        return [(f"{c.table}.{c.name}={v}", f"{c.table}.{c.name}: {v}") for c in self.columns for v in c.values]
 
 
 def _descriptions(db_dir: Path) -> dict[tuple[str, str], str]:
@@ -397,7 +308,7 @@ def _localize(uri: str, questions: str | None, databases: str | None, local_root
 def generic_hints(item: Item, schema: Schema) -> dict:
     """Misleading hints for any dataset: a wrong column of a table the gold SQL uses; a wrong join."""
     sql = item.sql
-    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", _strip_strings(sql)))
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", strip_strings(sql)))
     lower = {w.lower() for w in words}
     used_tables = [t for t in schema.tables if t.lower() in lower]
     hints: dict = {}

@@ -17,7 +17,8 @@ from typing import Any, Mapping
 from ...llm.base import EndpointUnavailable, LLMError
 from ..base import Chat, Retrieval
 from . import prompts
-from .dataset import Dataset, Item, Schema, ordered
+from .dataset import Dataset
+from .items import Item, Schema, ordered
 from .scoring import fingerprint, score
 from .sim import SqlSim
 from .sqlexec import ExecResult, SqlRunner

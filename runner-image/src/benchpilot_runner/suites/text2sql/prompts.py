@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .dataset import Item, Schema
+from .items import Item, Schema
 
 SYSTEM = ("You write SQLite queries that answer questions about a database. Use only the tables and columns "
           "shown. Answer with exactly one SQL query in a ```sql code block.")

@@ -16,7 +16,7 @@ import re
 import zlib
 
 from ...llm.base import ChatResult
-from .dataset import Item
+from .items import Item
 from .prompts import CORRECTION_MARK
 from .vocab import MISLEADING
 

@@ -627,7 +627,14 @@ def parse_manifest(doc: Any, *, namespace_default: str = "default") -> RunSpec:
     suite = find_suite(suite_name)
     if s.has("suiteConfig") and not isinstance(s.raw("suiteConfig"), Mapping):
         raise SpecError("spec.suiteConfig", f"{show(s.raw('suiteConfig'))} is not a mapping")
-    suite_config = dict(suite.parse_config(_Fields(s.raw("suiteConfig"), "spec.suiteConfig", suite.config_fields)))
+    config = _Fields(s.raw("suiteConfig"), "spec.suiteConfig", suite.config_fields)
+    try:
+        suite_config = dict(suite.parse_config(config))
+    except SpecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plug-in's bug is a refusal naming it, never a traceback
+        raise SpecError("spec.suiteConfig", f"suite {suite_name!r} could not read it: "
+                                            f"{type(exc).__name__}: {show(str(exc))}") from None
     vocab = suite.vocabulary
 
     sim_raw = s.raw("simulation")

@@ -12,6 +12,7 @@ loading must stay light (no model weights, no dataset): heavy work belongs in ``
 
 from __future__ import annotations
 
+import functools
 import threading
 from importlib import import_module, metadata
 
@@ -28,7 +29,9 @@ class UnknownSuite(LookupError):
     pass
 
 
+@functools.cache
 def _entry_points() -> dict[str, str]:
+    """Name -> "module:attribute" of every suite (read once per process: installing one means a new process)."""
     found = dict(BUILTIN)
     for ep in metadata.entry_points(group=GROUP):
         found.setdefault(ep.name, ep.value)

@@ -17,9 +17,10 @@ import os
 import random
 import sqlite3
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from .items import Item
 from .vocab import VERSION
 
 # ----------------------------------------------------------------------------- schemas
@@ -361,18 +362,6 @@ def ensure_databases(root: Path | None = None) -> dict[str, Path]:
 # ----------------------------------------------------------------------------- questions
 
 
-@dataclass(frozen=True)
-class Question:
-    db_id: str
-    question: str
-    sql: str
-    task_type: str
-    difficulty: str
-    question_id: str
-    evidence: str = ""
-    hints: dict = field(default_factory=dict, compare=False)  # prompt type -> (hint text, the SQL it leads to)
-
-
 class _Data:
     """Read access to one generated database while making questions (values, quantiles)."""
 
@@ -607,11 +596,11 @@ def question_seed(task_type: str, difficulty: str, instance: int) -> int:
     return int(hashlib.sha256(f"{VERSION}|{task_type}|{difficulty}|{instance}".encode()).hexdigest()[:12], 16)
 
 
-def make_question(task_type: str, difficulty: str, instance: int, conns: dict[str, sqlite3.Connection]) -> Question:
+def make_question(task_type: str, difficulty: str, instance: int, conns: dict[str, sqlite3.Connection]) -> Item:
     """The question of (task type, difficulty, instance): its database is DATABASES[instance % 5]."""
     db = DATABASES[instance % len(DATABASES)]
     rng = random.Random(question_seed(task_type, difficulty, instance))
     gen = _Gen(_Data(db, conns[db.db_id]), rng)
     text, sql, meta = _TEMPLATE[task_type, difficulty](gen)
-    return Question(db.db_id, _q(text), sql, task_type, difficulty,
-                    question_id=f"{task_type}-{difficulty}-{instance}", hints=_hints(gen, sql, meta))
+    return Item(db.db_id, _q(text), sql, task_type, difficulty,
+                question_id=f"{task_type}-{difficulty}-{instance}", hints=_hints(gen, sql, meta))

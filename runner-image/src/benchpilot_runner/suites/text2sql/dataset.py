@@ -113,6 +113,9 @@ class Dataset:
 
     def question(self, task_type: str, difficulty: str, instance: int) -> Item | None: ...
 
+    def has(self, task_type: str, difficulty: str, instance: int) -> bool:
+        return True
+
     def examples(self, item: Item, k: int) -> list[Item]: ...
 
     def all_questions(self, instances: int) -> list[Item]: ...
@@ -144,11 +147,9 @@ class BuiltinDataset(Dataset):
         with self._lock:
             item = self._questions.get(key)
             if item is None:
-                q = builtin.make_question(task_type, difficulty, instance, self._conns)
                 if len(self._questions) >= QUESTION_CACHE:
                     self._questions.pop(next(iter(self._questions)))
-                item = self._questions[key] = Item(q.db_id, q.question, q.sql, task_type, difficulty,
-                                                   q.question_id, q.evidence, q.hints)
+                item = self._questions[key] = builtin.make_question(task_type, difficulty, instance, self._conns)
             return item
 
     def examples(self, item: Item, k: int) -> list[Item]:
@@ -260,10 +261,14 @@ class FolderDataset(Dataset):
         cell = self.cells.get((task_type, difficulty), ())
         if instance >= len(cell):
             return None
-        it = self.items[cell[instance]]
-        if not it.hints:
-            it = Item(**{**it.__dict__, "hints": generic_hints(it, self.schema(it.db_id))})
+        index = cell[instance]
+        it = self.items[index]
+        if not it.hints:  # made once per question, on first use (it needs the database's schema)
+            it = self.items[index] = Item(**{**it.__dict__, "hints": generic_hints(it, self.schema(it.db_id))})
         return it
+
+    def has(self, task_type: str, difficulty: str, instance: int) -> bool:
+        return instance < len(self.cells.get((task_type, difficulty), ()))
 
     def examples(self, item: Item, k: int) -> list[Item]:
         pool = [x for x in self._by_db.get(item.db_id, ()) if x.question_id != item.question_id]

@@ -61,7 +61,7 @@ class Text2SqlRunner:
         return self.dataset.question(case.task_type, case.difficulty, case.instance)
 
     def exists(self, case) -> bool:
-        return self._item(case) is not None
+        return self.dataset.has(case.task_type, case.difficulty, case.instance)
 
     def simulate(self, case, model: str, params) -> Chat:
         kwargs = {"sleep": self._sleep} if self._sleep else {}

@@ -108,6 +108,10 @@ class Dataset:
                 s = self._schemas[db_id] = self._introspect(db_id)
             return s
 
+    def loaded_schema(self, db_id: str) -> Schema | None:
+        """The schema if it was read already (reading one may take a moment: callers do it in a thread)."""
+        return self._schemas.get(db_id)
+
     def _introspect(self, db_id: str) -> Schema:
         return introspect(db_id, self.db_paths[db_id])
 
@@ -342,6 +346,11 @@ def generic_hints(item: Item, schema: Schema) -> dict:
 def open_dataset(config: dict) -> Dataset:
     """The dataset ``spec.suiteConfig`` names (checked: ``SuiteError`` names the file)."""
     uri = config.get("dataset")
-    if not uri:
-        return BuiltinDataset()
-    return FolderDataset(uri, questions=config.get("questions"), databases=config.get("databases"))
+    ds = BuiltinDataset() if not uri else FolderDataset(uri, questions=config.get("questions"),
+                                                         databases=config.get("databases"))
+    for db_id in ds.db_paths:  # every schema read now, before any case: never on the event loop
+        try:
+            ds.schema(db_id)
+        except sqlite3.Error as exc:
+            raise SuiteError(f"{ds.db_paths[db_id]}: cannot read its schema: {exc}") from None
+    return ds

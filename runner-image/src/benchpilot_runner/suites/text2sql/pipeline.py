@@ -10,6 +10,7 @@ question per process). The runner is shared by every concurrent case: it holds n
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter, OrderedDict
 from typing import Any, Mapping
@@ -69,7 +70,7 @@ class Text2SqlRunner:
 
     async def run(self, case, chat: Chat) -> Mapping[str, Any]:
         item = self._item(case)
-        schema = self.dataset.schema(item.db_id)
+        schema = self.dataset.loaded_schema(item.db_id) or await asyncio.to_thread(self.dataset.schema, item.db_id)
         tables, values = await self.retrieve(item, schema)
         examples = self.dataset.examples(item, self.few_shot) if case.prompt_type == "few_shot" else []
         messages = prompts.build_messages(item, case.prompt_type, prompts.render_schema(schema, tables), values,
@@ -83,8 +84,10 @@ class Text2SqlRunner:
                     "details": details}
         candidates: list[tuple[str | None, ExecResult, bool]] = []
         try:
+            # a right answer is never cut by the row cap: it may return as many rows as the gold query
+            rows = max(self.sql.row_limit, len(gold.rows))
             for _ in range(self.samples):
-                candidates.append(await self._sample(item, messages, chat))
+                candidates.append(await self._sample(item, messages, chat, rows))
         except EndpointUnavailable:
             raise
         except LLMError as exc:
@@ -99,26 +102,26 @@ class Text2SqlRunner:
                 "details": details}
 
     # ------------------------------------------------------------------ steps
-    async def _sample(self, item: Item, messages: list[dict], chat: Chat) -> tuple[str | None, ExecResult, bool]:
+    async def _sample(self, item: Item, messages: list[dict], chat: Chat,
+                      rows: int) -> tuple[str | None, ExecResult, bool]:
         path = str(self.dataset.db_paths[item.db_id])
         answer = await chat(messages, [])
         sql = prompts.extract_sql(answer.message.get("content"))
-        result = await self.execute(path, sql)
+        result = await self.execute(path, sql, rows)
         if result.ok or not self.correct:
             return sql, result, False
         problem = result.error or (f"the query ran longer than {self.sql.timeout_s:g}s and was stopped"
-                                   if result.cut == "time_limit" else
-                                   f"the query returned more than {self.sql.row_limit} rows")
+                                   if result.cut == "time_limit" else f"the query returned more than {rows} rows")
         retry = messages + [answer.message if answer.message.get("content") else
                             {"role": "assistant", "content": ""}, prompts.correction(problem)]
         answer = await chat(retry, [])
         sql = prompts.extract_sql(answer.message.get("content"))
-        return sql, await self.execute(path, sql), True
+        return sql, await self.execute(path, sql, rows), True
 
-    async def execute(self, path: str, sql: str | None) -> ExecResult:
+    async def execute(self, path: str, sql: str | None, rows: int | None = None) -> ExecResult:
         if not sql:
             return ExecResult(error="no SQL query in the answer")
-        return await self.sql.run(path, sql)
+        return await self.sql.run(path, sql, row_limit=rows)
 
     async def gold(self, item: Item) -> ExecResult:
         key = (item.db_id, item.sql)

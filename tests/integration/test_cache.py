@@ -228,7 +228,7 @@ def test_concurrent_new_texts_are_embedded_in_one_batch(sql_cache):
     code = textwrap.dedent(f"""
         import asyncio, json
         import numpy as np
-        from benchpilot_runner.resources import Cache
+        from benchpilot_runner.resources import EMBED_BATCH, Cache
         c = Cache({str(sql_cache)!r})
         texts = [f"how many orders did customer number {{i}} place in 2023" for i in range(64)]
         async def main():
@@ -237,12 +237,13 @@ def test_concurrent_new_texts_are_embedded_in_one_batch(sql_cache):
         calls = c.encoder_calls
         same = all(np.allclose(v, c._encode(t), atol=1e-5) for v, t in zip(vecs[:4], texts[:4]))
         asyncio.run(main())  # now from the LRU: no encoder call
-        print(json.dumps([calls, c.encoder_calls - 4, c.encoder_loads, same]))
+        print(json.dumps([calls, c.encoder_calls - 4, c.encoder_loads, same, -(-64 // EMBED_BATCH)]))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    calls, after, loads, same = json.loads(out.stdout.strip().splitlines()[-1])
-    assert calls <= 2 and after == calls and loads == 1 and same
+    calls, after, loads, same, batches = json.loads(out.stdout.strip().splitlines()[-1])
+    assert calls == batches < 64, "64 concurrent texts, encoded in full batches"
+    assert after == calls and loads == 1 and same
 
 
 def test_text2sql_runs_with_embedding_retrieval_and_refuses_a_wrong_cache(sql_cache, built_cache, tmp_path):

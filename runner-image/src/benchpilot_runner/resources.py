@@ -14,6 +14,7 @@ import functools
 import json
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from .cache import FORMAT, load_query_encoder, sha256_file, text_key
 
 QUERY_LRU = 4096
-EMBED_BATCH = 32
+EMBED_BATCH = 8  # texts per encoder call: larger batches raised peak RSS (bench/text2sql_pipeline.py), not speed
 
 
 class CacheError(Exception):
@@ -72,6 +73,9 @@ class Cache:
         self._lru: OrderedDict[str, np.ndarray] = OrderedDict()  # the batched path's LRU
         self._pending: dict[str, list[asyncio.Future]] = {}
         self._draining = False
+        # one thread runs the encoder: torch keeps per-calling-thread pools, so a pool of threads
+        # calling it costs memory per thread
+        self._encode_thread = ThreadPoolExecutor(1, thread_name_prefix="encoder")
 
     def check_suite(self, suite: str) -> None:
         """Refuse a cache built for another suite, or another version of it."""
@@ -149,7 +153,8 @@ class Cache:
                 batch = list(self._pending)[:EMBED_BATCH]
                 waiters = [self._pending.pop(t) for t in batch]
                 try:
-                    vecs = await asyncio.to_thread(self._encode_many, batch)
+                    vecs = await asyncio.get_running_loop().run_in_executor(self._encode_thread,
+                                                                            self._encode_many, batch)
                 except Exception as exc:  # noqa: BLE001 - every waiter gets the error
                     for futs in waiters:
                         for f in futs:

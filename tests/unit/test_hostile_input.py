@@ -239,14 +239,24 @@ def _paths(node, prefix=()):
             yield from _paths(v, prefix + (i,))
 
 
-def test_fuzz_every_outcome_is_a_spec_or_a_bounded_spec_error():
+FUZZ_BASES = {
+    "workflow": dict(matrix={"models": ["sim/weak", {"name": "m1", "endpoint": "e", "model": "x",
+                                                    "price": {"inputPerMillionTokens": 1}}],
+                             "promptTypes": ["baseline"], "instances": 2}),
+    "text2sql": dict(suite="text2sql", suiteConfig={"dataset": "s3://b/bird", "questions": "dev.json",
+                                                    "selfConsistency": 3, "rowLimit": 500},
+                     matrix={"models": ["sim/weak", {"name": "m1", "endpoint": "e", "model": "x"}],
+                             "promptTypes": ["zero_shot", "misleading_join_hint"], "difficulties": ["moderate"],
+                             "taskTypes": ["join", "nested"], "instances": 2}),
+}
+
+
+@pytest.mark.parametrize("suite", sorted(FUZZ_BASES))
+def test_fuzz_every_outcome_is_a_spec_or_a_bounded_spec_error(suite):
     rng = random.Random(20261124)
     base = S.parse_manifest(manifest(
         endpoints=[{"name": "e", "baseURL": "http://e/v1", "limits": {"requestsPerMinute": 60}}],
-        matrix={"models": ["sim/weak", {"name": "m1", "endpoint": "e", "model": "x",
-                                        "price": {"inputPerMillionTokens": 1}}],
-                "promptTypes": ["baseline"], "instances": 2},
-        budget={"maxCostUSD": 5}, limits={"caseTimeoutSeconds": 10})).to_resolved()
+        budget={"maxCostUSD": 5}, limits={"caseTimeoutSeconds": 10}, **FUZZ_BASES[suite])).to_resolved()
     paths = list(_paths(base))
     accepted = 0
     for _ in range(3000):

@@ -212,7 +212,10 @@ def _cache_suite(args: argparse.Namespace) -> tuple[str, dict]:
         spec = load_manifest(args.manifest)
         return spec.suite, dict(spec.suite_config)
     name = args.suite or "workflow"
-    suite = find_suite(name)
+    try:
+        suite = find_suite(name)
+    except SpecError as exc:
+        raise SpecError("--suite", exc.detail) from None
     raw = {"dataset": args.dataset} if args.dataset else {}
     if raw and "dataset" not in suite.config_fields:
         raise SpecError("--dataset", f"suite {name!r} takes no dataset")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from importlib import import_module, metadata
+from importlib import import_module
 
 GROUP = "benchpilot.suites"
 BUILTIN = {  # so a source checkout without installed metadata still has its own suites
@@ -32,6 +32,8 @@ class UnknownSuite(LookupError):
 @functools.cache
 def _entry_points() -> dict[str, str]:
     """Name -> "module:attribute" of every suite (read once per process: installing one means a new process)."""
+    from importlib import metadata  # imported when a suite is looked up: it costs a process several MiB
+
     found = dict(BUILTIN)
     for ep in metadata.entry_points(group=GROUP):
         found.setdefault(ep.name, ep.value)

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .items import Item
+from .items import Item, substitute_column
 from .vocab import VERSION
 
 # ----------------------------------------------------------------------------- schemas
@@ -557,12 +557,6 @@ class _Gen:
                 {"filter": (c, cc), "join": (c, f, p)})
 
 
-def _sub_column(sql: str, col: str, other: str) -> str:
-    import re
-
-    return re.sub(rf"\b{re.escape(col)}\b", other, sql)
-
-
 def _hints(gen: _Gen, sql: str, meta: dict) -> dict:
     """The misleading hints of a question: (text, the SQL a model that believes it writes)."""
     rng = gen.rng
@@ -570,7 +564,7 @@ def _hints(gen: _Gen, sql: str, meta: dict) -> dict:
     others = [c for c in t.cols if c.name != col.name and c.role in ("cat", "num", "label", "date")]
     wrong = rng.choice(others) if others else t.label
     column = (f"Hint: the {col.desc} is stored in column {t.name}.{wrong.name}.",
-              _sub_column(sql, col.name, wrong.name))
+              substitute_column(sql, col.name, wrong.name))
     if "join" in meta:
         c, f, p = meta["join"]
         fake = f"{c.name}.id = {p.name}.id"

@@ -31,7 +31,8 @@ from pathlib import Path
 
 from ..base import SuiteError
 from . import builtin
-from .items import Column, Item, Schema, classify, ordered, rate, strip_strings  # noqa: F401 - re-exported
+from .items import (Column, Item, Schema, classify, ordered, rate, strip_strings,  # noqa: F401 - re-exported
+                    substitute_column)
 from .sqlexec import connect_readonly
 from .vocab import DIFFICULTIES, TASK_TYPES
 
@@ -327,7 +328,7 @@ def generic_hints(item: Item, schema: Schema) -> dict:
         spare = [c for c in cols if c.name.lower() not in lower and re.fullmatch(r"\w+", c.name)]
         if used and spare and re.fullmatch(r"\w+", used[0].name):
             a, b = used[0], spare[0]
-            misled = re.sub(rf"\b{re.escape(a.name)}\b", b.name, sql)
+            misled = substitute_column(sql, a.name, b.name)
             hints["misleading_column_hint"] = (f"Hint: the {a.description or a.name} is stored in column "
                                                f"{t}.{b.name}.", None if misled == sql else misled)
             break

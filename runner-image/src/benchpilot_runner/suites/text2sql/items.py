@@ -93,3 +93,8 @@ class Schema:
 
     def value_texts(self) -> list[tuple[str, str]]:
         return [(f"{c.table}.{c.name}={v}", f"{c.table}.{c.name}: {v}") for c in self.columns for v in c.values]
+
+
+def substitute_column(sql: str, column: str, other: str) -> str:
+    """``sql`` with every use of the column name ``column`` replaced by ``other`` (what a hint misleads to)."""
+    return re.sub(rf"\b{re.escape(column)}\b", other, sql)

@@ -365,9 +365,9 @@ def ensure_databases(root: Path | None = None) -> dict[str, Path]:
 class _Data:
     """Read access to one generated database while making questions (values, quantiles)."""
 
-    def __init__(self, db: DbDef, conn: sqlite3.Connection):
+    def __init__(self, db: DbDef, conn: sqlite3.Connection, values: dict | None = None):
         self.db, self.conn = db, conn
-        self._values: dict = {}
+        self._values: dict = {} if values is None else values  # (table, column) -> sorted distinct values
 
     def values(self, table: str, col: str) -> list:
         key = (table, col)
@@ -590,11 +590,13 @@ def question_seed(task_type: str, difficulty: str, instance: int) -> int:
     return int(hashlib.sha256(f"{VERSION}|{task_type}|{difficulty}|{instance}".encode()).hexdigest()[:12], 16)
 
 
-def make_question(task_type: str, difficulty: str, instance: int, conns: dict[str, sqlite3.Connection]) -> Item:
-    """The question of (task type, difficulty, instance): its database is DATABASES[instance % 5]."""
+def make_question(task_type: str, difficulty: str, instance: int, conns: dict[str, sqlite3.Connection],
+                  values: dict | None = None) -> Item:
+    """The question of (task type, difficulty, instance): its database is DATABASES[instance % 5].
+    ``values``, kept by the caller, holds the distinct values read so far (they never change)."""
     db = DATABASES[instance % len(DATABASES)]
     rng = random.Random(question_seed(task_type, difficulty, instance))
-    gen = _Gen(_Data(db, conns[db.db_id]), rng)
+    gen = _Gen(_Data(db, conns[db.db_id], None if values is None else values.setdefault(db.db_id, {})), rng)
     text, sql, meta = _TEMPLATE[task_type, difficulty](gen)
     return Item(db.db_id, _q(text), sql, task_type, difficulty,
                 question_id=f"{task_type}-{difficulty}-{instance}", hints=_hints(gen, sql, meta))

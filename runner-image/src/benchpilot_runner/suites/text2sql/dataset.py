@@ -95,8 +95,6 @@ def introspect(db_id: str, path: Path, descriptions: dict[tuple[str, str], str] 
 class Dataset:
     """The questions and databases a run uses; shared by every case of a process."""
 
-    name = "builtin"
-
     def __init__(self) -> None:
         self.db_paths: dict[str, Path] = {}
         self._schemas: dict[str, Schema] = {}
@@ -134,6 +132,7 @@ class BuiltinDataset(Dataset):
         self.db_paths = builtin.ensure_databases(root)
         self._conns = {k: connect_readonly(v) for k, v in self.db_paths.items()}
         self._questions: dict[tuple, Item] = {}
+        self._values: dict = {}  # db -> (table, column) -> distinct values, read once
 
     def _introspect(self, db_id: str) -> Schema:
         s = introspect(db_id, self.db_paths[db_id])
@@ -154,7 +153,8 @@ class BuiltinDataset(Dataset):
             if item is None:
                 if len(self._questions) >= QUESTION_CACHE:
                     self._questions.pop(next(iter(self._questions)))
-                item = self._questions[key] = builtin.make_question(task_type, difficulty, instance, self._conns)
+                item = self._questions[key] = builtin.make_question(task_type, difficulty, instance, self._conns,
+                                                                            self._values)
             return item
 
     def examples(self, item: Item, k: int) -> list[Item]:
@@ -175,7 +175,6 @@ class FolderDataset(Dataset):
     def __init__(self, uri: str, *, questions: str | None = None, databases: str | None = None,
                  local_root: Path | None = None):
         super().__init__()
-        self.name = uri
         self.root = _localize(uri, questions, databases, local_root)
         qfile = self._questions_file(questions)
         self.items, self.cells = self._load(qfile)

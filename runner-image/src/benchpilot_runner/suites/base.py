@@ -24,7 +24,7 @@ tokens and cost around the chat, applies timeouts and writes the row. This modul
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping, Protocol, runtime_checkable
+from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 from ..llm.base import ChatResult
 
@@ -68,7 +68,6 @@ class Retrieval:
         return f"embedding:{self.cache.manifest['model']['name']}" if self.cache is not None else "lexical"
 
 
-@runtime_checkable
 class SuiteRunner(Protocol):
     def exists(self, case) -> bool:
         """Whether the dataset has this case (a bring-your-own dataset may have fewer questions in a
@@ -96,8 +95,9 @@ class Suite(Protocol):
 
     def result_basis(self, spec) -> Mapping[str, Any]: ...
 
-    def cache_texts(self, config: Mapping[str, Any]) -> Mapping[str, list[tuple[str, str]]]:
-        """Group -> [(key, text)] to embed (``benchpilot cache build``)."""
+    def cache_texts(self, config: Mapping[str, Any], *, instances: int) -> Mapping[str, list[tuple[str, str]]]:
+        """Group -> [(key, text)] to embed (``benchpilot cache build``; ``instances`` per cell, for a
+        suite that generates its cases)."""
 
     def prepare(self, spec, retrieval: Retrieval) -> SuiteRunner: ...
 

@@ -10,7 +10,6 @@ cases that need a new text embedded are batched: one encoder call for all of the
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import threading
 from collections import OrderedDict
@@ -69,8 +68,7 @@ class Cache:
         self._encoder_lock = threading.Lock()
         self.encoder_loads = 0
         self.encoder_calls = 0
-        self._embed_query = functools.lru_cache(maxsize=QUERY_LRU)(self._encode)
-        self._lru: OrderedDict[str, np.ndarray] = OrderedDict()  # the batched path's LRU
+        self._lru: OrderedDict[str, np.ndarray] = OrderedDict()  # texts encoded here, newest last
         self._pending: dict[str, list[asyncio.Future]] = {}
         self._draining = False
         # one thread runs the encoder: torch keeps per-calling-thread pools, so a pool of threads
@@ -133,6 +131,12 @@ class Cache:
             self._lru.move_to_end(text)
         return vec
 
+    def _remember(self, text: str, vec: np.ndarray) -> np.ndarray:
+        self._lru[text] = vec
+        while len(self._lru) > QUERY_LRU:
+            self._lru.popitem(last=False)
+        return vec
+
     async def embed_async(self, text: str) -> np.ndarray:
         """Like :meth:`embed`, for many concurrent cases: texts not in the cache are encoded together,
         in one batch per event-loop turn, in a worker thread (the loop keeps serving other cases)."""
@@ -162,19 +166,17 @@ class Cache:
                                 f.set_exception(exc)
                     continue
                 for text, futs, vec in zip(batch, waiters, vecs):
-                    self._lru[text] = vec[None, :]
+                    self._remember(text, vec[None, :])
                     for f in futs:
                         if not f.done():
                             f.set_result(vec[None, :])
-                while len(self._lru) > QUERY_LRU:
-                    self._lru.popitem(last=False)
         finally:
             self._draining = False
 
     def embed(self, text: str) -> np.ndarray:
         """The embedding of ``text`` as a (1, dim) array: from the cache if present, else encoded."""
         vec = self._cached(text)
-        return vec if vec is not None else self._embed_query(text)
+        return vec if vec is not None else self._remember(text, self._encode(text))
 
     def keys(self, group: str) -> list[str]:
         return self._keys.get(group, [])

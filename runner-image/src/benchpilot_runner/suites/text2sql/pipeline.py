@@ -46,7 +46,7 @@ class Text2SqlRunner:
         self.sql = sql or SqlRunner(timeout_s=float(cfg.get("statementTimeoutSeconds", 5.0)),
                                     row_limit=int(cfg.get("rowLimit", 10000)))
         self._sleep = sleep
-        self._gold: OrderedDict[tuple, ExecResult] = OrderedDict()
+        self._gold: OrderedDict[tuple, asyncio.Future[ExecResult]] = OrderedDict()
         self._lexical: dict[str, tuple] = {}
         self.cache = retrieval.cache
         if self.cache is not None:
@@ -124,16 +124,20 @@ class Text2SqlRunner:
         return await self.sql.run(path, sql, row_limit=rows)
 
     async def gold(self, item: Item) -> ExecResult:
+        """The gold query's result, run once per question per process (concurrent cases of the same
+        question share the one run in flight)."""
         key = (item.db_id, item.sql)
-        res = self._gold.get(key)
-        if res is None:
+        fut = self._gold.get(key)
+        if fut is None:
             # the gold query gets room: it is the dataset's, not the model's
-            res = await self.sql.run(str(self.dataset.db_paths[item.db_id]), item.sql,
-                                     timeout_s=max(30.0, self.sql.timeout_s), row_limit=max(100_000, self.sql.row_limit))
-            self._gold[key] = res
+            fut = self._gold[key] = asyncio.ensure_future(self.sql.run(
+                str(self.dataset.db_paths[item.db_id]), item.sql, timeout_s=max(30.0, self.sql.timeout_s),
+                row_limit=max(100_000, self.sql.row_limit)))
             while len(self._gold) > GOLD_CACHE:
                 self._gold.popitem(last=False)
-        return res
+        if fut.done():
+            return fut.result()
+        return await asyncio.shield(fut)  # a cancelled case leaves the shared run to the others
 
     async def retrieve(self, item: Item, schema: Schema) -> tuple[list[str], list[str]]:
         """The tables to show (those of the best-matching columns, and their foreign-key neighbours)

@@ -420,14 +420,21 @@ async def test_limit_shares_never_sum_above_the_limit_as_shards_start_and_finish
             return got if got == expected else None
         return await eventually(check, what=f"limitShares {expected}")
 
+    async def published_are(expected: dict) -> dict:
+        # status is patched before the ConfigMap is written (controller.py), so the pods' copy may lag
+        async def check():
+            cms = [c for c in await cluster.configmaps(ns) if c["metadata"]["name"] == "shares-shares"]
+            body = json.loads(cms[0]["data"]["shares.json"]) if cms else {}
+            seen.append({k: round(v, 4) for k, v in (body.get("shards") or {}).items()})
+            return body if body.get("shards") == expected else None
+        return await eventually(check, what=f"the shares ConfigMap at {expected}")
+
     async with operator(cluster.url) as op:
         await cluster.apply_run(doc)
         jobs = await jobs_count(cluster, ns, "shares", 2)
         await shares_are({"0": 0.5, "1": 0.5})
         assert [_share_env(j) for j in jobs] == [0.5, 0.5]
-        (cm,) = [c for c in await cluster.configmaps(ns) if c["metadata"]["name"] == "shares-shares"]
-        body = json.loads(cm["data"]["shares.json"])
-        assert body["shards"] == {"0": 0.5, "1": 0.5}
+        body = await published_are({"0": 0.5, "1": 0.5})
         assert body["endpoints"]["api"]["0"]["requestsPerMinute"] == pytest.approx(300, rel=1e-4)
         pod_spec = jobs[0]["spec"]["template"]["spec"]
         assert {"name": "shares", "configMap": {"name": "shares-shares", "optional": True}} in pod_spec["volumes"]
@@ -435,14 +442,15 @@ async def test_limit_shares_never_sum_above_the_limit_as_shards_start_and_finish
         await cluster.complete(jobs[0])  # shard 0 ends: shard 2 starts with what it freed
         jobs = await jobs_count(cluster, ns, "shares", 3)
         await shares_are({"1": 0.5, "2": 0.5})
+        await published_are({"1": 0.5, "2": 0.5})
         assert _share_env(jobs[2]) == 0.5
         await cluster.complete(jobs[1])  # shard 1 ends: shard 3 starts; nothing is left to start
         jobs = await jobs_count(cluster, ns, "shares", 4)
         await shares_are({"2": 0.5, "3": 0.5})
+        await published_are({"2": 0.5, "3": 0.5})
         await cluster.complete(jobs[2])  # the tail: the last shard gets the whole limit
         await shares_are({"3": 1.0})
-        (cm,) = [c for c in await cluster.configmaps(ns) if c["metadata"]["name"] == "shares-shares"]
-        assert json.loads(cm["data"]["shares.json"])["shards"] == {"3": 1.0}
+        await published_are({"3": 1.0})
     assert seen and all(sum(s.values()) <= 1.0 + 1e-6 for s in seen), "never above the limit"
 
 

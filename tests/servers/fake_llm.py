@@ -214,7 +214,9 @@ class ServerThread:
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
-        runner = web.AppRunner(self.fake.app(), access_log=None, shutdown_timeout=1.0)
+        # a client that gives up (timeouts, a killed runner) cancels its handler, as a real gateway does;
+        # without it hung handlers linger and are logged as destroyed pending tasks in a later test
+        runner = web.AppRunner(self.fake.app(), access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
         self.loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
         self.loop.run_until_complete(site.start())

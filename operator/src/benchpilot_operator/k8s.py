@@ -45,12 +45,17 @@ class Connection:
                    private_key_path=info.private_key_path)
 
 
+class ClientClosed(RuntimeError):
+    """A call on a client that was closed (the operator stopped, or its credentials were replaced)."""
+
+
 class KubeClient:
     def __init__(self, conn: Connection, *, concurrency: int = 32):
         self.conn = conn
         self._sem = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
         self._plain: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def _ssl(self) -> ssl.SSLContext | bool:
         if not self.conn.server.startswith("https"):
@@ -64,6 +69,8 @@ class KubeClient:
         return ctx
 
     async def _s(self) -> aiohttp.ClientSession:
+        if self._closed:  # a call still in flight when the operator stops must not open a session nobody closes
+            raise ClientClosed("the Kubernetes client is closed (the operator is stopping)")
         if self._session is None or self._session.closed:
             headers = {"User-Agent": "benchpilot-operator"}
             if self.conn.token:
@@ -75,6 +82,7 @@ class KubeClient:
         return self._session
 
     async def close(self) -> None:
+        self._closed = True
         for s in (self._session, self._plain):
             if s is not None:
                 await s.close()
@@ -131,6 +139,8 @@ class KubeClient:
 
     async def get_text(self, url: str, timeout: float) -> str:
         """GET an absolute URL (a runner pod's /metrics); no API credentials are sent."""
+        if self._closed:
+            raise ClientClosed("the Kubernetes client is closed (the operator is stopping)")
         if self._plain is None or self._plain.closed:
             self._plain = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
         async with self._plain.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:

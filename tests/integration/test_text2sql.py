@@ -203,11 +203,28 @@ def test_dataset_from_object_storage(tmp_path, moto_s3):
     for f in ds.rglob("*"):
         if f.is_file():
             fs.put_file(str(f), f"datasets/mini/{f.relative_to(ds).as_posix()}")
+    # a database no question names (Spider's database/ holds many more than its dev set uses)
+    fs.pipe_file("datasets/mini/database/unused/unused.sqlite", b"SQLite format 3\x00" + b"\0" * 200_000)
     path = write_manifest(tmp_path / "m.yaml", byo_manifest("s3://datasets/mini", models=("sim/oracle",)))
-    res = run_cli("run", str(path), "--output", str(tmp_path / "out"), "--no-progress", timeout=300,
-                  env={**moto_s3.env(), "BENCHPILOT_DATA_DIR": str(tmp_path / "data")})
+    env = {**moto_s3.env(), "BENCHPILOT_DATA_DIR": str(tmp_path / "data")}
+    res = run_cli("run", str(path), "--output", str(tmp_path / "out"), "--no-progress", timeout=300, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(rows(tmp_path / "out")) == 12
+    copies = tmp_path / "data" / "benchpilot-text2sql-1" / "datasets"
+    (copy,) = copies.iterdir()
+    assert sorted(p.name for p in (copy / "database").iterdir()) == ["concert", "pets"], "only what is asked"
+    assert not [p for p in copies.rglob("*") if ".part" in p.name]
+
+    # a question naming a database the bucket does not hold: refused before any case, naming the object;
+    # the edited questions file is a new version of the dataset, copied again
+    qs = json.loads((ds / "dev.json").read_text()) + [
+        {"db_id": "zoo", "question": "How many animals?", "SQL": "SELECT count(*) FROM animal"}]
+    fs.pipe_file("datasets/mini/dev.json", json.dumps(qs).encode())
+    res = run_cli("run", str(path), "--output", str(tmp_path / "out2"), "--no-progress", env=env)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "s3://datasets/mini/database/zoo/zoo.sqlite" in res.stderr and "does not exist" in res.stderr
+    assert "Traceback" not in res.stderr and not parts(tmp_path / "out2")
+    assert len(list(copies.iterdir())) == 1, "a failed copy leaves nothing behind"
 
 
 # ----------------------------------------------------------------------------- hostile SQL from an endpoint

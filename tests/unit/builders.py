@@ -63,6 +63,12 @@ class PodB:
                                                         "message": json.dumps(body) if reason else ""}}}]}
         return self
 
+    def evicted(self, message: str) -> "PodB":
+        # what the kubelet writes: the pod's own reason, the container killed (137) with no runner message
+        self.obj["status"] = {"phase": "Failed", "reason": "Evicted", "message": message, "containerStatuses": [
+            {"name": "runner", "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}
+        return self
+
     def oom_killed(self) -> "PodB":
         self.obj["status"] = {"phase": "Failed", "containerStatuses": [
             {"name": "runner", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}

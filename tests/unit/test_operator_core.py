@@ -102,9 +102,16 @@ def test_job_has_every_field():
     assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
     vols = {v["name"]: v for v in pod["volumes"]}
     assert vols["cache"]["persistentVolumeClaim"] == {"claimName": "cache", "readOnly": True}
+    assert vols["data"]["emptyDir"] == {"sizeLimit": "4096Mi"}, "spec.resources.scratch, 4Gi by default"
+    assert env["BENCHPILOT_DATA_DIR"]["value"] == M.DATA_MOUNT
     assert vols["shares"]["configMap"] == {"name": "r-shares", "optional": True}
     mounts = {m["name"]: m for m in c["volumeMounts"]}
     assert mounts["cache"]["readOnly"] and mounts["spec"]["readOnly"] and mounts["shares"]["readOnly"]
+    assert mounts["data"]["mountPath"] == M.DATA_MOUNT and not mounts["data"].get("readOnly")
+    small = M.build_job(META, spec_of(resources={"scratch": "1500Mi"}), 0, concurrency=1, request_bytes=MiB,
+                        limit_bytes=MiB, cfg=CFG)
+    assert {v["name"]: v for v in small["spec"]["template"]["spec"]["volumes"]}["data"]["emptyDir"] == \
+        {"sizeLimit": "1500Mi"}
     assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert "value" not in env["BENCHPILOT_API_KEY_A"], "a key only by reference, never a value"
@@ -161,6 +168,25 @@ def test_failed_reasons_come_from_the_runner():
         assert f["reason"] == want
     status, _ = run(spec_of(sharding={"shards": 1}), [obs(0, JobB().failed("PodFailurePolicy"), cases[1][0])])
     assert "'api'" in status["failedShards"][0]["message"], "the condition names the endpoint"
+
+
+def test_an_evicted_pod_is_named_with_what_to_raise():
+    full = 'Usage of EmptyDir volume "data" exceeds the limit "4Gi". '
+    status, _ = run(spec_of(sharding={"shards": 1}), [obs(0, JobB().failed("BackoffLimitExceeded"),
+                                                           PodB("p1").evicted(full))])
+    (f,) = status["failedShards"]
+    assert f["reason"] == "Evicted" and full.strip() in f["message"] and "spec.resources.scratch" in f["message"]
+    node = "The node was low on resource: memory. "
+    status, _ = run(spec_of(sharding={"shards": 1}), [obs(0, JobB().failed("BackoffLimitExceeded"),
+                                                           PodB("p1").evicted(node))])
+    (f,) = status["failedShards"]
+    assert f["reason"] == "Evicted" and "low on resource" in f["message"] and "scratch" not in f["message"]
+    # the runner's own word wins: a shard that ran out of attempts is CasesUnfinished, evicted or not
+    status, _ = run(spec_of(sharding={"shards": 1}), [obs(0, JobB().failed("BackoffLimitExceeded"),
+                                                           PodB("p1").evicted(full),
+                                                           PodB("p2").terminated(3, "CasesUnfinished", message="x",
+                                                                                 finished="2026-01-02T00:00:00Z"))])
+    assert status["failedShards"][0]["reason"] == "CasesUnfinished"
 
 
 def test_oom_repeatedly_then_at_the_cap():

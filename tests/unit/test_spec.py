@@ -82,6 +82,7 @@ BAD = [
     (lambda d: d["spec"].__setitem__("endpoint", {"baseURL": "llm:8000"}), "spec.endpoint.baseURL", "http"),
     (lambda d: d["spec"].__setitem__("resources", {"maxPodMemory": "lots"}), "spec.resources.maxPodMemory",
      "8Gi"),
+    (lambda d: d["spec"].__setitem__("resources", {"scratch": "-1Gi"}), "spec.resources.scratch", "8Gi"),
     (lambda d: d["spec"].__setitem__("limits", {"caseTimeoutSeconds": 0}), "spec.limits.caseTimeoutSeconds",
      "> 0"),
     (lambda d: d["metadata"].__setitem__("name", "Bad_Name"), "metadata.name", "lower-case"),

@@ -18,6 +18,7 @@ SPEC_MOUNT = "/etc/benchpilot"
 CACHE_MOUNT = "/cache"
 RUNNER_UID = 10001
 SHARES_MOUNT = "/etc/benchpilot-shares"
+DATA_MOUNT = "/var/lib/benchpilot/data"
 SHARES_FILE = "shares.json"
 TERMINATION_LOG = "/dev/termination-log"  # the runner says there why it ended; the operator reads it
 
@@ -103,11 +104,15 @@ def build_job(meta: dict, spec: RunSpec, shard: int, *, concurrency: int, reques
         {"name": "HF_HUB_OFFLINE", "value": "1"},
         {"name": "BENCHPILOT_TERMINATION_LOG", "value": TERMINATION_LOG},
         {"name": "HOME", "value": "/tmp"},
+        {"name": "BENCHPILOT_DATA_DIR", "value": DATA_MOUNT},
     ]
     volumes = [{"name": "spec", "configMap": {"name": configmap_name(run)}},
-               {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
+               {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+               # what a suite copies in (a remote dataset); outgrowing it evicts the pod (status says so)
+               {"name": "data", "emptyDir": {"sizeLimit": f"{-(-spec.resources.scratch_bytes // 2**20)}Mi"}}]
     mounts = [{"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
-              {"name": "tmp", "mountPath": "/tmp"}]
+              {"name": "tmp", "mountPath": "/tmp"},
+              {"name": "data", "mountPath": DATA_MOUNT}]
     if spec.cache_claim:
         env.append({"name": "BENCHPILOT_CACHE_DIR", "value": CACHE_MOUNT})
         volumes.append({"name": "cache", "persistentVolumeClaim": {"claimName": spec.cache_claim, "readOnly": True}})

@@ -133,6 +133,12 @@ def explain_failure(reason: str, message: str, pods: list[dict]) -> tuple[str, s
         if term and term.reason == "AuthRefused":
             return "AuthRefused", f"an endpoint refused the API key{said}"
         return "ConfigError", f"the runner refused its configuration (exit 2){said or '; see the pod log'}"
+    evicted = [p.get("status") or {} for p in pods if (p.get("status") or {}).get("reason") == "Evicted"]
+    if evicted:
+        said = str(evicted[-1].get("message") or "").strip()
+        hint = ("; raise spec.resources.scratch (the pod's scratch volume, where a remote dataset is copied)"
+                if "\"data\"" in said or "ephemeral" in said.lower() else "")
+        return "Evicted", f"the kubelet evicted the shard's pod ({reason}): {said or 'no message'}{hint}"
     return reason, message
 
 

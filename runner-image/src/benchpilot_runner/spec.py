@@ -206,6 +206,8 @@ class Resources:
     shared_mib: float = 250.0
     per_worker_mib: float = 8.0
     max_pod_memory_bytes: int = 8 * 1024**3
+    # a pod's scratch space for what a suite copies in (a remote suiteConfig.dataset): an emptyDir's sizeLimit
+    scratch_bytes: int = 4 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -707,13 +709,14 @@ def parse_manifest(doc: Any, *, namespace_default: str = "default") -> RunSpec:
         max_parallel_shards=sh.number("maxParallelShards", 8, minimum=1, maximum=10000, integer=True),
     )
 
-    rs = s.sub("resources", ("footprint", "maxPodMemory"))
+    rs = s.sub("resources", ("footprint", "maxPodMemory", "scratch"))
     fp = rs.sub("footprint", ("sharedMiB", "perWorkerMiB"))
     resources = Resources(
         shared_mib=fp.number("sharedMiB", 250.0, minimum=0.0, maximum=1024.0 * 1024),
         per_worker_mib=fp.number("perWorkerMiB", 8.0, minimum=0.0, maximum=1024.0 * 64),
         max_pod_memory_bytes=parse_memory(rs.raw("maxPodMemory") if rs.has("maxPodMemory") else "8Gi",
                                           "spec.resources.maxPodMemory"),
+        scratch_bytes=parse_memory(rs.raw("scratch") if rs.has("scratch") else "4Gi", "spec.resources.scratch"),
     )
 
     cache = s.sub("cache", ("claimName", "path"))
@@ -805,7 +808,7 @@ def to_manifest(spec: RunSpec) -> dict:
         "sharding": {"shards": sh.shards, "concurrencyPerShard": sh.concurrency_per_shard,
                      "maxParallelShards": sh.max_parallel_shards},
         "resources": {"footprint": {"sharedMiB": r.shared_mib, "perWorkerMiB": r.per_worker_mib},
-                      "maxPodMemory": str(r.max_pod_memory_bytes)},
+                      "maxPodMemory": str(r.max_pod_memory_bytes), "scratch": str(r.scratch_bytes)},
         "cache": _drop_none({"claimName": spec.cache_claim, "path": spec.cache_path}),
         "limits": {"activeDeadlineSeconds": lim.active_deadline_s, "caseTimeoutSeconds": lim.case_timeout_s,
                    "hangTimeoutSeconds": lim.hang_timeout_s, "backoffLimit": lim.backoff_limit},

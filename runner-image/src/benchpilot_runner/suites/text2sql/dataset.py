@@ -18,12 +18,15 @@ error naming the file (and the question's index).
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
 import logging
+import os
 import random
 import re
+import shutil
 import sqlite3
 import threading
 from collections import Counter
@@ -287,31 +290,82 @@ class FolderDataset(Dataset):
 
 
 def _localize(uri: str, questions: str | None, databases: str | None, local_root: Path | None) -> Path:
-    """A local folder holding the dataset: the folder itself, or a copy of a remote one (once per URI)."""
+    """A local folder holding the dataset: the folder itself, or a copy of a remote one (once per URI).
+
+    Only the questions file and the databases its questions name are copied (Spider's ``database/``
+    holds far more databases than its dev set uses), into a temporary folder renamed into place when
+    complete: a copy cut short is never taken for the dataset, and concurrent copies do not mix."""
     if "://" not in uri or uri.startswith("file://"):
         return Path(uri.removeprefix("file://")).expanduser()
     import fsspec
 
-    dest = (local_root or builtin.data_dir()) / "datasets" / hashlib.sha256(uri.encode()).hexdigest()[:16]
-    if (dest / ".complete").exists():
-        return dest
+    base = (local_root or builtin.data_dir()) / "datasets"
+    part: Path | None = None
     try:
         fs, root = fsspec.core.url_to_fs(uri)
+        root = root.rstrip("/")
         if not fs.isdir(root):
             raise SuiteError(f"{uri}: the dataset (spec.suiteConfig.dataset) is not a folder")
-        wanted = [questions] if questions else [n for n in QUESTION_FILES if fs.exists(f"{root}/{n}")][:1]
-        dbdirs = [databases] if databases else [n for n in DATABASE_DIRS if fs.isdir(f"{root}/{n}")][:1]
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in wanted:
-            fs.get(f"{root}/{name}", str(dest / name))
-        for name in dbdirs:
-            fs.get(f"{root}/{name}", str(dest / name), recursive=True)
+        qname = questions or next((n for n in QUESTION_FILES if fs.exists(f"{root}/{n}")), None)
+        if qname is None or not fs.isfile(f"{root}/{qname}"):
+            raise SuiteError(f"{uri}/{qname}: the questions file (spec.suiteConfig.questions) does not exist"
+                             if questions else f"{uri}: no questions file in the dataset; expected one of "
+                             f"{', '.join(QUESTION_FILES)} (or name it in spec.suiteConfig.questions)")
+        dbname = databases or next((n for n in DATABASE_DIRS if fs.isdir(f"{root}/{n}")), None)
+        if dbname is None or not fs.isdir(f"{root}/{dbname}"):
+            raise SuiteError(f"{uri}: no database folder in the dataset; expected "
+                             f"{databases or ' or '.join(DATABASE_DIRS)}/<db_id>/<db_id>.sqlite")
+        # one copy per URI and version of its questions file (an edited dataset is copied again)
+        info = fs.info(f"{root}/{qname}")
+        version = [uri, qname, dbname] + [str(info.get(k)) for k in ("size", "ETag", "etag", "mtime", "LastModified")]
+        dest = base / hashlib.sha256("\0".join(version).encode()).hexdigest()[:16]
+        if (dest / ".complete").exists():
+            return dest
+        part = base / f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part"
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
+        fs.get(f"{root}/{qname}", str(part / qname))
+        copied = (part / qname).stat().st_size
+        for db_id in _named_databases(part / qname):
+            src = f"{root}/{dbname}/{db_id}"
+            if not fs.isfile(f"{src}/{db_id}.sqlite"):
+                raise SuiteError(f"{uri}/{dbname}/{db_id}/{db_id}.sqlite: the database of questions with "
+                                 f"db_id {db_id!r} in {qname} does not exist")
+            fs.get(src, str(part / dbname / db_id), recursive=True)
+            copied += sum(f.stat().st_size for f in (part / dbname / db_id).rglob("*") if f.is_file())
+        (part / ".complete").write_text(uri)
+        try:
+            os.rename(part, dest)
+        except OSError:  # another process finished first: use its copy
+            if not (dest / ".complete").exists():
+                raise
+        log.info("dataset copied", extra={"uri": uri, "bytes": copied, "to": str(dest)})
     except SuiteError:
         raise
     except Exception as exc:  # noqa: BLE001 - any storage failure names the URI
-        raise SuiteError(f"{uri}: cannot read the dataset: {type(exc).__name__}: {str(exc)[:200]}") from None
-    (dest / ".complete").write_text(uri)
+        raise SuiteError(f"{uri}: cannot copy the dataset to {base}: {type(exc).__name__}: {str(exc)[:200]}"
+                         + ("; on a cluster, raise spec.resources.scratch" if isinstance(exc, OSError)
+                            and exc.errno == errno.ENOSPC else "")) from None
+    finally:
+        if part is not None:
+            shutil.rmtree(part, ignore_errors=True)
     return dest
+
+
+def _named_databases(qfile: Path) -> list[str]:
+    """The db_ids a questions file names, in order (the file is checked properly once it is local)."""
+    try:
+        if qfile.stat().st_size > MAX_QUESTIONS_BYTES:
+            return []
+        data = json.loads(qfile.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return []
+    seen: dict[str, None] = {}
+    for q in data if isinstance(data, list) else []:
+        db_id = q.get("db_id") if isinstance(q, dict) else None
+        if isinstance(db_id, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", db_id) and not db_id.startswith("."):
+            seen[db_id] = None
+    return list(seen)
 
 
 def generic_hints(item: Item, schema: Schema) -> dict:

@@ -111,6 +111,15 @@ def test_hanging_and_huge_queries_are_cut_by_the_limits(dbs):
     assert huge.cut == "row_limit" and huge.rows == ()
     blob = runner.run_sync(str(dbs["retail"]), "SELECT randomblob(100000000)")
     assert blob.error and not blob.ok
+    # under the row cap, but 300 values of 900 KB: 270 MB if it were kept
+    wide = runner.run_sync(str(dbs["retail"]),
+                           "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 300) "
+                           "SELECT x, zeroblob(900000) FROM c")
+    assert wide.cut == "size_limit" and wide.rows == ()
+    fits = runner.run_sync(str(dbs["retail"]),
+                           "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 10) "
+                           "SELECT x, printf('%.*c', 900000, 'y') FROM c")
+    assert fits.ok and len(fits.rows) == 10 and len(fits.rows[0][1]) == 900000, "10 large values fit"
     ok = runner.run_sync(str(dbs["retail"]), "SELECT count(*) FROM customers")
     assert ok.ok and ok.rows == ((80,),)
 

@@ -22,7 +22,7 @@ from .dataset import Dataset
 from .items import Item, Schema, ordered
 from .scoring import fingerprint, score
 from .sim import SqlSim
-from .sqlexec import ExecResult, SqlRunner
+from .sqlexec import MAX_RESULT_BYTES, ExecResult, SqlRunner
 
 GOLD_CACHE = 8192
 _WORD = re.compile(r"[a-z0-9]+")
@@ -110,8 +110,10 @@ class Text2SqlRunner:
         result = await self.execute(path, sql, rows)
         if result.ok or not self.correct:
             return sql, result, False
-        problem = result.error or (f"the query ran longer than {self.sql.timeout_s:g}s and was stopped"
-                                   if result.cut == "time_limit" else f"the query returned more than {rows} rows")
+        problem = result.error or {
+            "time_limit": f"the query ran longer than {self.sql.timeout_s:g}s and was stopped",
+            "size_limit": f"the query's result is larger than {MAX_RESULT_BYTES // 2**20} MB and was stopped",
+        }.get(result.cut or "", f"the query returned more than {rows} rows")
         retry = messages + [answer.message if answer.message.get("content") else
                             {"role": "assistant", "content": ""}, prompts.correction(problem)]
         answer = await chat(retry, [])

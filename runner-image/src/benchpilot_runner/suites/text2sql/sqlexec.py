@@ -5,7 +5,8 @@ opened ``mode=ro&immutable=1`` (nothing can be written, no journal or lock
 file is made next to a shared read-only database), with ``PRAGMA query_only`` and an authorizer
 that allows reading only: no ATTACH (which could open a writable file), no PRAGMA, no writes of
 any kind. A progress handler interrupts a statement past its time limit; rows are fetched up to
-the cap plus one, so a query returning millions of rows costs the cap, never the millions. A
+the cap plus one, so a query returning millions of rows costs the cap, never the millions, and a
+result is cut once its values pass ``MAX_RESULT_BYTES`` (wide rows of large values). A
 query the limits cut is a result (``cut``), scored like an error; it never holds a shard.
 """
 
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAX_VALUE_BYTES = 1_000_000  # SQLITE_LIMIT_LENGTH: no value larger than this is built
+# a result's size in memory: the row cap alone would let 10,000 rows of 1 MB values through, per case
+MAX_RESULT_BYTES = 16 * 2**20
 _LEAD = re.compile(r"^(?:\s+|--[^\n]*\n?|/\*.*?\*/|\()*", re.S)
 _QUERY_WORDS = ("SELECT", "WITH", "VALUES")
 _WORD = re.compile(r"[A-Za-z]+")
@@ -32,7 +35,7 @@ class ExecResult:
     columns: tuple[str, ...] = ()
     rows: tuple[tuple, ...] = ()
     error: str | None = None  # the database's message, when the SQL did not run
-    cut: str | None = None  # "time_limit" | "row_limit": stopped by the limits
+    cut: str | None = None  # "time_limit" | "row_limit" | "size_limit": stopped by the limits
     seconds: float = 0.0
 
     @property
@@ -53,6 +56,10 @@ def connect_readonly(path: str | Path) -> sqlite3.Connection:
     conn.set_authorizer(_authorize)
     conn.text_factory = lambda b: b.decode("utf-8", "replace")
     return conn
+
+
+def _size(v) -> int:
+    return len(v) if isinstance(v, (str, bytes)) else 8
 
 
 def _cell(v):
@@ -96,7 +103,16 @@ class SqlRunner:
         try:
             cur = conn.execute(sql)
             columns = tuple(d[0] for d in cur.description or ())
-            rows = cur.fetchmany(row_limit + 1)
+            rows: list = []
+            size = 0
+            for row in cur:  # row by row: the size is checked before the next row is built
+                rows.append(row)
+                size += sum(_size(v) for v in row)
+                if size > MAX_RESULT_BYTES:
+                    cur.close()
+                    return ExecResult(columns, (), None, "size_limit", time.monotonic() - t0)
+                if len(rows) > row_limit:
+                    break
             cur.close()
             if len(rows) > row_limit:
                 return ExecResult(columns, (), None, "row_limit", time.monotonic() - t0)

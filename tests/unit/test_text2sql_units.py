@@ -271,3 +271,27 @@ def test_self_consistency_samples_n_answers(tmp_path):
     row = asyncio.run(runner.run(next(S.iter_cases(spec.matrix)), progress))
     assert row["details"]["samples"] == 5 and 1 <= row["details"]["votes"] <= 5
     assert 5 <= progress.turns <= 10, "five answers, each with at most one correction"
+
+
+def test_bird_column_descriptions_in_the_encodings_bird_ships(tmp_path):
+    db = tmp_path / "shop"
+    (db / "database_description").mkdir(parents=True)
+    conn = sqlite3.connect(db / "shop.sqlite")
+    conn.execute("CREATE TABLE client (id INTEGER PRIMARY KEY, nm TEXT, dob TEXT)")
+    conn.execute("CREATE TABLE sale (id INTEGER PRIMARY KEY, amt REAL)")
+    conn.commit()
+    conn.close()
+    header = "original_column_name,column_name,column_description,data_format,value_description\n"
+    # a byte-order mark before the header (it used to hide every column of the file)
+    (db / "database_description" / "client.csv").write_bytes(
+        ("\ufeff" + header + "nm,name,the client's full name,text,\n"
+         "dob ,date of birth,,text,\n").encode("utf-8"))
+    # Windows-1252, with a padded header
+    (db / "database_description" / "sale.csv").write_bytes(
+        (" Original_Column_Name ,column_name,column_description,data_format,value_description\n"
+         "amt,amount,montant payé in euros,real,\n").encode("cp1252"))
+    got = D._descriptions(db)
+    assert got == {("client", "nm"): "the client's full name", ("client", "dob"): "date of birth",
+                   ("sale", "amt"): "montant payé in euros"}
+    schema = D.introspect("shop", db / "shop.sqlite", got)
+    assert {(c.table, c.name): c.description for c in schema.columns}[("sale", "amt")] == "montant payé in euros"

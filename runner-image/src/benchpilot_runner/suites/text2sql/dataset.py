@@ -56,8 +56,13 @@ def _descriptions(db_dir: Path) -> dict[tuple[str, str], str]:
         return out
     for f in sorted(folder.glob("*.csv")):
         try:
-            raw = f.read_bytes().decode("utf-8", "replace")
+            data = f.read_bytes()
+            try:  # BIRD's files: UTF-8, some with a byte-order mark, some in Windows-1252
+                raw = data.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raw = data.decode("cp1252", "replace")
             for row in csv.DictReader(io.StringIO(raw)):
+                row = {(k or "").strip().lower(): v for k, v in row.items() if isinstance(v, str)}
                 col = (row.get("original_column_name") or "").strip()
                 desc = (row.get("column_description") or row.get("column_name") or "").strip()
                 if col and desc:

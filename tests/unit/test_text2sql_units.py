@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import sqlite3
 import time
 from collections import Counter
@@ -295,3 +296,20 @@ def test_bird_column_descriptions_in_the_encodings_bird_ships(tmp_path):
                    ("sale", "amt"): "montant payé in euros"}
     schema = D.introspect("shop", db / "shop.sqlite", got)
     assert {(c.table, c.name): c.description for c in schema.columns}[("sale", "amt")] == "montant payé in euros"
+
+
+def test_question_difficulty_from_bird_spider_or_the_sql(tmp_path):
+    (tmp_path / "database" / "d").mkdir(parents=True)
+    conn = sqlite3.connect(tmp_path / "database" / "d" / "d.sqlite")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, x TEXT)")
+    conn.commit()
+    conn.close()
+    q = "SELECT x FROM t WHERE id = 1"
+    given = [{"difficulty": "challenging"}, {"difficulty": " Moderate "}, {"hardness": "easy"},
+             {"hardness": "extra"}, {"difficulty": "medium"}, {"difficulty": "unheard-of"}, {}]
+    (tmp_path / "dev.json").write_text(json.dumps([{"db_id": "d", "question": f"q{i}", "query": q, **g}
+                                                    for i, g in enumerate(given)]))
+    ds = D.FolderDataset(str(tmp_path))
+    rated = D.rate(q)
+    assert [it.difficulty for it in ds.items] == ["challenging", "moderate", "simple", "challenging", "moderate",
+                                                  rated, rated]

@@ -8,7 +8,8 @@ Bring your own (``spec.suiteConfig.dataset``, a folder or any fsspec URI)::
     <dataset>/database/<db_id>/database_description/<table>.csv   optional (BIRD): column descriptions
 
 A question's task type is the shape of its gold SQL (:func:`classify`); its difficulty is its
-``difficulty`` field when that is one of the suite's, else rated from the SQL. A cell (task type,
+``difficulty`` (or ``hardness``) field when that is one of the suite's or one of Spider's levels
+(easy -> simple, medium -> moderate, hard and extra -> challenging), else rated from the SQL. A cell (task type,
 difficulty) holds the file's questions of that kind in file order, and instance ``i`` is the
 ``i``-th; positions past a cell's size are not cases. Everything is checked before any case runs:
 a missing file, a question without a field, a database that is not there or not SQLite is an
@@ -46,6 +47,9 @@ MAX_QUESTIONS_BYTES = 256 * 2**20
 VALUES_PER_COLUMN = 20
 VALUE_SCAN_ROWS = 5000
 QUESTION_CACHE = 4096
+# Spider's hardness levels (its evaluation script's names), for files that carry them
+SPIDER_HARDNESS = {"easy": "simple", "medium": "moderate", "hard": "challenging", "extra": "challenging",
+                   "extra hard": "challenging", "extra_hard": "challenging"}
 
 
 def _descriptions(db_dir: Path) -> dict[tuple[str, str], str]:
@@ -237,8 +241,9 @@ class FolderDataset(Dataset):
             evidence = q.get("evidence") or ""
             if not isinstance(evidence, str):
                 raise SuiteError(f"{where}: evidence is not a string")
-            diff = q.get("difficulty")
-            difficulty = diff if diff in DIFFICULTIES else rate(sql)
+            diff = q.get("difficulty", q.get("hardness"))
+            diff = " ".join(diff.lower().split()) if isinstance(diff, str) else None
+            difficulty = diff if diff in DIFFICULTIES else SPIDER_HARDNESS.get(diff or "") or rate(sql)
             task_type = classify(sql)
             qid = str(q.get("question_id", i))[:64]
             items.append(Item(db_id, text.strip(), sql.strip(), task_type, difficulty, qid, evidence.strip()))

@@ -313,3 +313,28 @@ def test_question_difficulty_from_bird_spider_or_the_sql(tmp_path):
     rated = D.rate(q)
     assert [it.difficulty for it in ds.items] == ["challenging", "moderate", "simple", "challenging", "moderate",
                                                   rated, rated]
+
+
+def test_a_remote_dataset_copy_is_whole_or_replaced(tmp_path):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    src = tmp_path / "src.sqlite"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    fs.pipe("/t2s-unit/dev.json", json.dumps([{"db_id": "a", "question": "q", "query": "SELECT x FROM t"}]).encode())
+    fs.pipe("/t2s-unit/database/a/a.sqlite", src.read_bytes())
+    fs.pipe("/t2s-unit/database/b/b.sqlite", src.read_bytes())  # no question names it
+    try:
+        dest = D._localize("memory://t2s-unit", None, None, tmp_path / "local")
+        assert sorted(p.name for p in (dest / "database").iterdir()) == ["a"] and (dest / ".complete").exists()
+        # a stale, incomplete folder where the copy goes (a crash in an older version) is replaced
+        (dest / ".complete").unlink()
+        (dest / "database" / "a" / "a.sqlite").unlink()
+        again = D._localize("memory://t2s-unit", None, None, tmp_path / "local")
+        assert again == dest and (dest / "database" / "a" / "a.sqlite").read_bytes() == src.read_bytes()
+        assert [p.name for p in (tmp_path / "local" / "datasets").iterdir()] == [dest.name], "no .part left"
+    finally:
+        fs.rm("/t2s-unit", recursive=True)

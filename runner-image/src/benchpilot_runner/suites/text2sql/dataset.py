@@ -9,10 +9,10 @@ Bring your own (``spec.suiteConfig.dataset``, a folder or any fsspec URI)::
 
 A question's task type is the shape of its gold SQL (:func:`classify`); its difficulty is its
 ``difficulty`` (or ``hardness``) field when that is one of the suite's or one of Spider's levels
-(easy -> simple, medium -> moderate, hard and extra -> challenging), else rated from the SQL. A cell (task type,
-difficulty) holds the file's questions of that kind in file order, and instance ``i`` is the
-``i``-th; positions past a cell's size are not cases. Everything is checked before any case runs:
-a missing file, a question without a field, a database that is not there or not SQLite is an
+(easy -> simple, medium -> moderate, hard and extra -> challenging), else rated from the SQL.
+A cell (task type, difficulty) holds the file's questions of that kind in file order, and
+instance ``i`` is the ``i``-th; positions past a cell's size are not cases. Everything is checked
+before any case runs: a missing file, a question without a field, a database that is not there or not SQLite is an
 error naming the file (and the question's index).
 """
 
@@ -300,7 +300,8 @@ class FolderDataset(Dataset):
 
 
 def _localize(uri: str, questions: str | None, databases: str | None, local_root: Path | None) -> Path:
-    """A local folder holding the dataset: the folder itself, or a copy of a remote one (once per URI).
+    """A local folder holding the dataset: the folder itself, or a copy of a remote one (once per URI
+    and version of its questions file).
 
     Only the questions file and the databases its questions name are copied (Spider's ``database/``
     holds far more databases than its dev set uses), into a temporary folder renamed into place when
@@ -346,9 +347,10 @@ def _localize(uri: str, questions: str | None, databases: str | None, local_root
         (part / ".complete").write_text(uri)
         try:
             os.rename(part, dest)
-        except OSError:  # another process finished first: use its copy
+        except OSError:  # another process finished first (use its copy), or a stale incomplete folder
             if not (dest / ".complete").exists():
-                raise
+                shutil.rmtree(dest, ignore_errors=True)
+                os.rename(part, dest)
         log.info("dataset copied", extra={"uri": uri, "bytes": copied, "to": str(dest)})
     except SuiteError:
         raise

@@ -338,3 +338,27 @@ def test_a_remote_dataset_copy_is_whole_or_replaced(tmp_path):
         assert [p.name for p in (tmp_path / "local" / "datasets").iterdir()] == [dest.name], "no .part left"
     finally:
         fs.rm("/t2s-unit", recursive=True)
+
+
+def test_a_right_answer_as_large_as_the_gold_result_is_not_cut(tmp_path):
+    """The size cap bounds a model's query, but like the row cap it never cuts a result the gold
+    query itself returns: 20 values of 900 KB are over the 16 MB default."""
+    (tmp_path / "ds" / "database" / "big").mkdir(parents=True)
+    conn = sqlite3.connect(tmp_path / "ds" / "database" / "big" / "big.sqlite")
+    conn.execute("CREATE TABLE doc (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.executemany("INSERT INTO doc VALUES (?, ?)", [(i, chr(97 + i) * 900_000) for i in range(20)])
+    conn.commit()
+    conn.close()
+    (tmp_path / "ds" / "dev.json").write_text(json.dumps([
+        {"db_id": "big", "question": "Every document's body", "query": "SELECT body FROM doc WHERE id >= 0",
+         "difficulty": "simple"}]))
+    doc = t2s_manifest(models=["sim/oracle"], taskTypes=["filter"], difficulties=["simple"], instances=1)
+    doc["spec"]["suiteConfig"] = {"dataset": str(tmp_path / "ds")}
+    spec = S.parse_manifest(doc)
+    pipeline = Text2SqlRunner(spec, D.open_dataset(spec.suite_config), Retrieval(), sleep=lambda s: asyncio.sleep(0))
+    (case,) = S.iter_cases(spec.matrix)
+    assert pipeline.exists(case)
+    row = asyncio.run(CaseRunner(spec, pipeline).run(case, CaseProgress()))
+    assert row["status"] == "success", row
+    assert row["details"]["rows"] == row["details"]["gold_rows"] == 20 and row["details"]["cut"] is None
+    assert pipeline.sql.run_sync(str(pipeline.dataset.db_paths["big"]), "SELECT body FROM doc").cut == "size_limit"

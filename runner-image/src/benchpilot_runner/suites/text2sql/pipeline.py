@@ -22,9 +22,10 @@ from .dataset import Dataset
 from .items import Item, Schema, ordered
 from .scoring import fingerprint, score
 from .sim import SqlSim
-from .sqlexec import MAX_RESULT_BYTES, ExecResult, SqlRunner
+from .sqlexec import ExecResult, SqlRunner
 
 GOLD_CACHE = 8192
+GOLD_ROOM = 8  # the gold query may return this many times the bytes a model's query may
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("the a an of in on for to and or is are was were with by at from which what who how many "
                   "give list their them that have has each every one all than above below".split())
@@ -84,10 +85,11 @@ class Text2SqlRunner:
                     "details": details}
         candidates: list[tuple[str | None, ExecResult, bool]] = []
         try:
-            # a right answer is never cut by the row cap: it may return as many rows as the gold query
+            # a right answer is never cut by the caps: it may return as many rows and bytes as the gold query
             rows = max(self.sql.row_limit, len(gold.rows))
+            size = max(self.sql.max_bytes, gold.size)
             for _ in range(self.samples):
-                candidates.append(await self._sample(item, messages, chat, rows))
+                candidates.append(await self._sample(item, messages, chat, rows, size))
         except EndpointUnavailable:
             raise
         except LLMError as exc:
@@ -102,28 +104,29 @@ class Text2SqlRunner:
                 "details": details}
 
     # ------------------------------------------------------------------ steps
-    async def _sample(self, item: Item, messages: list[dict], chat: Chat,
-                      rows: int) -> tuple[str | None, ExecResult, bool]:
+    async def _sample(self, item: Item, messages: list[dict], chat: Chat, rows: int,
+                      size: int) -> tuple[str | None, ExecResult, bool]:
         path = str(self.dataset.db_paths[item.db_id])
         answer = await chat(messages, [])
         sql = prompts.extract_sql(answer.message.get("content"))
-        result = await self.execute(path, sql, rows)
+        result = await self.execute(path, sql, rows, size)
         if result.ok or not self.correct:
             return sql, result, False
         problem = result.error or {
             "time_limit": f"the query ran longer than {self.sql.timeout_s:g}s and was stopped",
-            "size_limit": f"the query's result is larger than {MAX_RESULT_BYTES // 2**20} MB and was stopped",
+            "size_limit": f"the query's result is larger than {size / 2**20:g} MB and was stopped",
         }.get(result.cut or "", f"the query returned more than {rows} rows")
         retry = messages + [answer.message if answer.message.get("content") else
                             {"role": "assistant", "content": ""}, prompts.correction(problem)]
         answer = await chat(retry, [])
         sql = prompts.extract_sql(answer.message.get("content"))
-        return sql, await self.execute(path, sql, rows), True
+        return sql, await self.execute(path, sql, rows, size), True
 
-    async def execute(self, path: str, sql: str | None, rows: int | None = None) -> ExecResult:
+    async def execute(self, path: str, sql: str | None, rows: int | None = None,
+                      size: int | None = None) -> ExecResult:
         if not sql:
             return ExecResult(error="no SQL query in the answer")
-        return await self.sql.run(path, sql, row_limit=rows)
+        return await self.sql.run(path, sql, row_limit=rows, max_bytes=size)
 
     async def gold(self, item: Item) -> ExecResult:
         """The gold query's result, run once per question per process (concurrent cases of the same
@@ -134,7 +137,7 @@ class Text2SqlRunner:
             # the gold query gets room: it is the dataset's, not the model's
             fut = self._gold[key] = asyncio.ensure_future(self.sql.run(
                 str(self.dataset.db_paths[item.db_id]), item.sql, timeout_s=max(30.0, self.sql.timeout_s),
-                row_limit=max(100_000, self.sql.row_limit)))
+                row_limit=max(100_000, self.sql.row_limit), max_bytes=GOLD_ROOM * self.sql.max_bytes))
             while len(self._gold) > GOLD_CACHE:
                 self._gold.popitem(last=False)
         if fut.done():

@@ -6,7 +6,7 @@ file is made next to a shared read-only database), with ``PRAGMA query_only`` an
 that allows reading only: no ATTACH (which could open a writable file), no PRAGMA, no writes of
 any kind. A progress handler interrupts a statement past its time limit; rows are fetched up to
 the cap plus one, so a query returning millions of rows costs the cap, never the millions, and a
-result is cut once its values pass ``MAX_RESULT_BYTES`` (wide rows of large values). A
+result is cut once its values pass a size (``MAX_RESULT_BYTES`` by default: wide rows of large values). A
 query the limits cut is a result (``cut``), scored like an error; it never holds a shard.
 """
 
@@ -37,6 +37,7 @@ class ExecResult:
     error: str | None = None  # the database's message, when the SQL did not run
     cut: str | None = None  # "time_limit" | "row_limit" | "size_limit": stopped by the limits
     seconds: float = 0.0
+    size: int = 0  # bytes of the values fetched (what MAX_RESULT_BYTES bounds)
 
     @property
     def ok(self) -> bool:
@@ -73,8 +74,9 @@ def _cell(v):
 class SqlRunner:
     """Shared by every case of a process: one read-only connection per database per worker thread."""
 
-    def __init__(self, *, timeout_s: float = 5.0, row_limit: int = 10_000, threads: int = 4):
-        self.timeout_s, self.row_limit = timeout_s, row_limit
+    def __init__(self, *, timeout_s: float = 5.0, row_limit: int = 10_000, max_bytes: int = MAX_RESULT_BYTES,
+                 threads: int = 4):
+        self.timeout_s, self.row_limit, self.max_bytes = timeout_s, row_limit, max_bytes
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="sql")
         self._local = threading.local()
         self.statements = 0
@@ -88,9 +90,11 @@ class SqlRunner:
             conn = conns[path] = connect_readonly(path)
         return conn
 
-    def run_sync(self, path: str, sql: str, *, timeout_s: float | None = None, row_limit: int | None = None) -> ExecResult:
+    def run_sync(self, path: str, sql: str, *, timeout_s: float | None = None, row_limit: int | None = None,
+                 max_bytes: int | None = None) -> ExecResult:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         row_limit = self.row_limit if row_limit is None else row_limit
+        max_bytes = self.max_bytes if max_bytes is None else max_bytes
         m = _WORD.match(_LEAD.sub("", sql, count=1))
         word = m.group(0).upper() if m else ""
         if word not in _QUERY_WORDS:
@@ -108,7 +112,7 @@ class SqlRunner:
             for row in cur:  # row by row: the size is checked before the next row is built
                 rows.append(row)
                 size += sum(_size(v) for v in row)
-                if size > MAX_RESULT_BYTES:
+                if size > max_bytes:
                     cur.close()
                     return ExecResult(columns, (), None, "size_limit", time.monotonic() - t0)
                 if len(rows) > row_limit:
@@ -117,7 +121,7 @@ class SqlRunner:
             if len(rows) > row_limit:
                 return ExecResult(columns, (), None, "row_limit", time.monotonic() - t0)
             return ExecResult(columns, tuple(tuple(_cell(v) for v in r) for r in rows), None, None,
-                              time.monotonic() - t0)
+                              time.monotonic() - t0, size)
         except sqlite3.OperationalError as exc:
             if "interrupted" in str(exc):
                 return ExecResult(error=None, cut="time_limit", seconds=time.monotonic() - t0)

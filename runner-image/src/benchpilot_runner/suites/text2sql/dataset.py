@@ -47,6 +47,7 @@ MAX_QUESTIONS_BYTES = 256 * 2**20
 VALUES_PER_COLUMN = 20
 VALUE_SCAN_ROWS = 5000
 QUESTION_CACHE = 4096
+_DB_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # a db_id names a folder of the dataset: no path, no dot-file
 # Spider's hardness levels (its evaluation script's names), for files that carry them
 SPIDER_HARDNESS = {"easy": "simple", "medium": "moderate", "hard": "challenging", "extra": "challenging",
                    "extra hard": "challenging", "extra_hard": "challenging"}
@@ -207,15 +208,13 @@ class FolderDataset(Dataset):
                 return self.root / n
         if not self.root.is_dir():
             raise SuiteError(f"{self.root}: the dataset (spec.suiteConfig.dataset) is not a folder")
-        raise SuiteError(f"{self.root}: no questions file in the dataset; expected one of {', '.join(QUESTION_FILES)} "
-                         "(or name it in spec.suiteConfig.questions)")
+        raise SuiteError(_no_questions(self.root))
 
     def _database_dir(self, name: str | None) -> Path:
         for n in ((name,) if name else DATABASE_DIRS):
             if (self.root / n).is_dir():
                 return self.root / n
-        raise SuiteError(f"{self.root}: no database folder in the dataset; expected "
-                         f"{name or ' or '.join(DATABASE_DIRS)}/<db_id>/<db_id>.sqlite")
+        raise SuiteError(_no_databases(self.root, name))
 
     def _load(self, qfile: Path) -> tuple[list[Item], dict[tuple[str, str], list[int]]]:
         if qfile.stat().st_size > MAX_QUESTIONS_BYTES:
@@ -236,7 +235,7 @@ class FolderDataset(Dataset):
             for key, value in (("db_id", db_id), ("question", text), ("SQL or query", sql)):
                 if not isinstance(value, str) or not value.strip():
                     raise SuiteError(f"{where} has no {key} (a non-empty string)")
-            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", db_id) or db_id.startswith("."):
+            if not _is_db_id(db_id):
                 raise SuiteError(f"{where}: db_id {db_id[:60]!r} is not a database folder name")
             evidence = q.get("evidence") or ""
             if not isinstance(evidence, str):
@@ -320,12 +319,10 @@ def _localize(uri: str, questions: str | None, databases: str | None, local_root
         qname = questions or next((n for n in QUESTION_FILES if fs.exists(f"{root}/{n}")), None)
         if qname is None or not fs.isfile(f"{root}/{qname}"):
             raise SuiteError(f"{uri}/{qname}: the questions file (spec.suiteConfig.questions) does not exist"
-                             if questions else f"{uri}: no questions file in the dataset; expected one of "
-                             f"{', '.join(QUESTION_FILES)} (or name it in spec.suiteConfig.questions)")
+                             if questions else _no_questions(uri))
         dbname = databases or next((n for n in DATABASE_DIRS if fs.isdir(f"{root}/{n}")), None)
         if dbname is None or not fs.isdir(f"{root}/{dbname}"):
-            raise SuiteError(f"{uri}: no database folder in the dataset; expected "
-                             f"{databases or ' or '.join(DATABASE_DIRS)}/<db_id>/<db_id>.sqlite")
+            raise SuiteError(_no_databases(uri, databases))
         # one copy per URI and version of its questions file (an edited dataset is copied again)
         info = fs.info(f"{root}/{qname}")
         version = [uri, qname, dbname] + [str(info.get(k)) for k in ("size", "ETag", "etag", "mtime", "LastModified")]
@@ -364,6 +361,20 @@ def _localize(uri: str, questions: str | None, databases: str | None, local_root
     return dest
 
 
+def _is_db_id(db_id: str) -> bool:
+    return bool(_DB_ID.fullmatch(db_id)) and not db_id.startswith(".")
+
+
+def _no_questions(where) -> str:
+    return (f"{where}: no questions file in the dataset; expected one of {', '.join(QUESTION_FILES)} "
+            "(or name it in spec.suiteConfig.questions)")
+
+
+def _no_databases(where, name: str | None) -> str:
+    return (f"{where}: no database folder in the dataset; expected "
+            f"{name or ' or '.join(DATABASE_DIRS)}/<db_id>/<db_id>.sqlite")
+
+
 def _named_databases(qfile: Path) -> list[str]:
     """The db_ids a questions file names, in order (the file is checked properly once it is local)."""
     try:
@@ -375,7 +386,7 @@ def _named_databases(qfile: Path) -> list[str]:
     seen: dict[str, None] = {}
     for q in data if isinstance(data, list) else []:
         db_id = q.get("db_id") if isinstance(q, dict) else None
-        if isinstance(db_id, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", db_id) and not db_id.startswith("."):
+        if isinstance(db_id, str) and _is_db_id(db_id):
             seen[db_id] = None
     return list(seen)
 

@@ -8,10 +8,11 @@ creates, never replaces.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, AsyncIterator
 from urllib.parse import quote
 
 import aiohttp
@@ -45,10 +46,6 @@ class Connection:
                    private_key_path=info.private_key_path)
 
 
-class ClientClosed(RuntimeError):
-    """A call on a client that was closed (the operator stopped, or its credentials were replaced)."""
-
-
 class KubeClient:
     def __init__(self, conn: Connection, *, concurrency: int = 32):
         self.conn = conn
@@ -68,18 +65,23 @@ class KubeClient:
             ctx.load_cert_chain(self.conn.certificate_path, self.conn.private_key_path)
         return ctx
 
-    async def _s(self) -> aiohttp.ClientSession:
-        if self._closed:  # a call still in flight when the operator stops must not open a session nobody closes
-            raise ClientClosed("the Kubernetes client is closed (the operator is stopping)")
-        if self._session is None or self._session.closed:
-            headers = {"User-Agent": "benchpilot-operator"}
-            if self.conn.token:
-                headers["Authorization"] = f"{self.conn.scheme or 'Bearer'} {self.conn.token}"
-            self._session = aiohttp.ClientSession(
-                base_url=self.conn.server.rstrip("/") + "/", headers=headers,
-                connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=64),
-                timeout=aiohttp.ClientTimeout(total=30))
-        return self._session
+    def _new_session(self) -> aiohttp.ClientSession:
+        headers = {"User-Agent": "benchpilot-operator"}
+        if self.conn.token:
+            headers["Authorization"] = f"{self.conn.scheme or 'Bearer'} {self.conn.token}"
+        return aiohttp.ClientSession(base_url=self.conn.server.rstrip("/") + "/", headers=headers,
+                                     connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=64),
+                                     timeout=aiohttp.ClientTimeout(total=30))
+
+    @contextlib.asynccontextmanager
+    async def _session_for_call(self) -> AsyncIterator[aiohttp.ClientSession]:
+        if not self._closed:
+            if self._session is None or self._session.closed:
+                self._session = self._new_session()
+            yield self._session
+        else:  # a call still in flight when the operator stops: a session of its own, closed after it
+            async with self._new_session() as s:
+                yield s
 
     async def close(self) -> None:
         self._closed = True
@@ -91,9 +93,8 @@ class KubeClient:
                       content_type: str | None = None) -> Any:
         headers = {"Content-Type": content_type} if content_type else None
         for attempt in range(3):  # every call here is idempotent (creates tolerate 409, deletes 404)
-            s = await self._s()
             try:
-                async with self._sem:
+                async with self._sem, self._session_for_call() as s:
                     async with s.request(method, path.lstrip("/"), json=json, params=params,
                                          headers=headers) as resp:
                         if resp.status >= 400:
@@ -139,11 +140,16 @@ class KubeClient:
 
     async def get_text(self, url: str, timeout: float) -> str:
         """GET an absolute URL (a runner pod's /metrics); no API credentials are sent."""
-        if self._closed:
-            raise ClientClosed("the Kubernetes client is closed (the operator is stopping)")
+        if self._closed:  # in flight at shutdown: a session of its own, closed after it
+            async with aiohttp.ClientSession() as s:
+                return await self._get_text(s, url, timeout)
         if self._plain is None or self._plain.closed:
             self._plain = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
-        async with self._plain.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+        return await self._get_text(self._plain, url, timeout)
+
+    @staticmethod
+    async def _get_text(s: aiohttp.ClientSession, url: str, timeout: float) -> str:
+        async with s.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
             r.raise_for_status()
             return await r.text()
 

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from benchpilot_runner import spec as S
-from tests.helpers import BENCHPILOT, ROOT, manifest
+from tests.helpers import BENCHPILOT, ROOT, manifest, pod_env
 from tests.operator.cluster import eventually, operator
 from tests.servers.s3 import free_port
 
@@ -319,7 +319,7 @@ async def test_progress_is_scraped_from_real_runner_pods(cluster, tmp_path):
         spec_file.write_text(cm["data"]["run.json"])
         for job in jobs:
             port = free_port()
-            env = {e["name"]: e["value"] for e in container(job)["env"] if "value" in e}
+            env = pod_env(container(job), tmp_path)
             env.update(BENCHPILOT_SPEC=str(spec_file), BENCHPILOT_HEALTH_PORT=str(port),
                        BENCHPILOT_HEALTH_HOST="127.0.0.1", HOME=str(tmp_path))
             procs.append(subprocess.Popen([*BENCHPILOT, "shard"], env={**os.environ, **env}, cwd=ROOT,
@@ -363,12 +363,14 @@ async def test_the_text2sql_example_runs_through_the_operator(cluster, tmp_path)
         (cm,) = [c for c in await cluster.configmaps(ns) if c["metadata"]["name"] == "text2sql-spec"]
         resolved = json.loads(cm["data"]["run.json"])
         assert resolved["spec"]["suite"] == "text2sql" and resolved["spec"]["suiteConfig"]["rowLimit"] == 10000
+        volumes = {v["name"]: v for v in jobs[0]["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["data"]["emptyDir"] == {"sizeLimit": "4096Mi"}, "the example's resources.scratch"
         spec_file = tmp_path / "run.json"
         spec_file.write_text(cm["data"]["run.json"])
         procs = []
         for job in jobs:
             port = free_port()
-            env = {e["name"]: e["value"] for e in container(job)["env"] if "value" in e}
+            env = pod_env(container(job), tmp_path)
             env.update(BENCHPILOT_SPEC=str(spec_file), BENCHPILOT_HEALTH_PORT=str(port),
                        BENCHPILOT_HEALTH_HOST="127.0.0.1", HOME=str(tmp_path),
                        BENCHPILOT_TERMINATION_LOG=str(tmp_path / f"term-{port}"))
@@ -497,3 +499,20 @@ async def test_a_shard_that_exits_3_names_its_unfinished_cases(cluster):
         assert f["reason"] == "CasesUnfinished" and "3 cases ended without a final outcome" in f["message"]
         assert "sk-leakedsecret" not in json.dumps(st), "no secret in status"
         assert st["cases"]["failed"] == 3 and st["cases"]["completed"] == 5
+
+
+async def test_a_call_in_flight_when_the_operator_stops_still_answers_and_leaks_no_session(cluster):
+    """kopf runs its cleanup (which closes the client) while a timer's reconcile may still be calling:
+    that call gets a session of its own, closed after it, rather than an error or a session nobody closes."""
+    from benchpilot_operator.k8s import Connection, KubeClient, configmaps_path
+
+    ns = ns_()
+    client = KubeClient(Connection(server=cluster.url, insecure=True))
+    assert await client.create(configmaps_path(ns), {"apiVersion": "v1", "kind": "ConfigMap",
+                                                     "metadata": {"name": "before", "namespace": ns}})
+    shared = client._session
+    await client.close()
+    assert await client.create(configmaps_path(ns), {"apiVersion": "v1", "kind": "ConfigMap",
+                                                     "metadata": {"name": "after", "namespace": ns}})
+    assert {c["metadata"]["name"] for c in await client.list(configmaps_path(ns))} >= {"before", "after"}
+    assert shared.closed and client._session is shared, "no new long-lived session after close"

@@ -55,3 +55,13 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([*BENCHPILOT, *args], capture_output=True, text=True, timeout=timeout,
                           env=full_env, cwd=cwd or ROOT)
+
+
+def pod_env(container: dict, tmp: Path) -> dict[str, str]:
+    """A runner container's literal env, as a test playing the kubelet runs it: the pod's scratch
+    emptyDir (``BENCHPILOT_DATA_DIR``) is a folder under ``tmp``, never the mount path on this machine."""
+    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+    assert mounts.get(env.get("BENCHPILOT_DATA_DIR")) == "data", "the data dir is the pod's scratch volume"
+    env["BENCHPILOT_DATA_DIR"] = str(tmp / "data")
+    return env

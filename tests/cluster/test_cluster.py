@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import EXAMPLES, ROOT, manifest
+from tests.helpers import EXAMPLES, ROOT, manifest, pod_env
 
 pytestmark = pytest.mark.slow
 RELEASE, OP_NS = "bp", "benchpilot"
@@ -299,7 +299,7 @@ def run_pod_locally(cp, ns: str, job_name: str, tmp: Path) -> tuple[int, dict]:
                                          if not (p.get("status") or {}).get("containerStatuses")]), None), 90,
                       f"a new pod of {job_name}")
     c = pod["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    env = pod_env(c, tmp)
     cm = cp.get("configmap", f"{job_name.rsplit('-s', 1)[0]}-spec", "-n", ns)
     spec_file = tmp / f"{pod['metadata']['name']}-run.json"
     spec_file.write_text(cm["data"]["run.json"])

@@ -38,7 +38,7 @@ def test_defaults_are_filled_in():
     assert spec.sharding.shards == 1 and spec.sharding.concurrency_per_shard == 32
     assert spec.output.uri == "./results" and spec.output.flush_every_rows == 50
     assert spec.limits.case_timeout_s == 300 and spec.limits.hang_timeout_s == 120
-    assert spec.matrix.tool_success_rate == 0.8
+    assert spec.matrix.suite_field("toolSuccessRate") == 0.8  # the workflow suite's own matrix field
     assert spec.resources.max_pod_memory_bytes == 8 * 1024**3
 
 
@@ -124,23 +124,23 @@ def test_expansion_order_is_the_documented_nesting():
 
 
 def test_case_id_depends_on_every_field_and_the_suite_version():
-    base = S.case_id("sim/weak", "baseline", "easy", "simple_task", 0)
-    variants = [S.case_id("sim/strong", "baseline", "easy", "simple_task", 0),
-                S.case_id("sim/weak", "cot", "easy", "simple_task", 0),
-                S.case_id("sim/weak", "baseline", "hard", "simple_task", 0),
-                S.case_id("sim/weak", "baseline", "easy", "basic_task", 0),
-                S.case_id("sim/weak", "baseline", "easy", "simple_task", 1),
+    base = S.case_id("sim/weak", "baseline", "easy", "simple_task", 0, "workflow-1")
+    variants = [S.case_id("sim/strong", "baseline", "easy", "simple_task", 0, "workflow-1"),
+                S.case_id("sim/weak", "cot", "easy", "simple_task", 0, "workflow-1"),
+                S.case_id("sim/weak", "baseline", "hard", "simple_task", 0, "workflow-1"),
+                S.case_id("sim/weak", "baseline", "easy", "basic_task", 0, "workflow-1"),
+                S.case_id("sim/weak", "baseline", "easy", "simple_task", 1, "workflow-1"),
                 S.case_id("sim/weak", "baseline", "easy", "simple_task", 0, suite_version="workflow-0")]
     assert len(set(variants + [base])) == len(variants) + 1
 
 
 def test_case_id_is_stable_across_processes():
     code = ("from benchpilot_runner.spec import case_id; "
-            "print(case_id('sim/weak','baseline','easy','simple_task',3))")
+            "print(case_id('sim/weak','baseline','easy','simple_task',3,'workflow-1'))")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": str(seed), "PATH": "/usr/bin"}).stdout.strip()
             for seed in (1, 2)}
-    assert outs == {S.case_id("sim/weak", "baseline", "easy", "simple_task", 3)}
+    assert outs == {S.case_id("sim/weak", "baseline", "easy", "simple_task", 3, "workflow-1")}
 
 
 def test_adding_a_model_keeps_existing_case_ids():

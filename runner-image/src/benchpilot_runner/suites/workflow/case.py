@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ...llm.base import EndpointUnavailable, LLMError
-from ...spec import Case, RunSpec
+from ...contract.cases import Case
+from ...contract.types import RunSpec
 from ..base import Chat, Retrieval
 from . import flaws, generator, prompts
 from .generator import Retriever
 from .registry import BY_NAME
 from .scoring import score
 from .sim import SimSession
+from .vocab import tool_success_rate
 from .tools import ToolEnv
 
 MAX_EXTRA_TURNS = 6
@@ -76,7 +78,7 @@ class WorkflowRunner:
         task = self.task_for(case)
         messages = prompts.build_messages(task, case.prompt_type, self._shown(case, task))
         tools = [BY_NAME[name].openai_schema for name in task.offered]
-        env = ToolEnv(task, self.spec.matrix.tool_success_rate, case.seed)
+        env = ToolEnv(task, tool_success_rate(self.spec), case.seed)
         error: LLMError | None = None
         for _ in range(len(task.steps) * 2 + MAX_EXTRA_TURNS):
             try:

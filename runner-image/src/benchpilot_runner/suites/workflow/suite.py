@@ -14,13 +14,17 @@ class WorkflowSuite:
     vocabulary = Vocabulary(prompt_types=vocab.PROMPT_TYPES, task_types=vocab.TASK_TYPES,
                             difficulties=vocab.DIFFICULTIES, default_difficulties=("easy",))
     config_fields: tuple[str, ...] = ()  # the workflow suite takes no configuration
+    matrix_fields = {"toolSuccessRate": vocab.TOOL_SUCCESS_RATE}  # its own field of spec.matrix, with its default
     summary_fields: tuple[str, ...] = ()
 
     def parse_config(self, fields) -> Mapping[str, Any]:
         return {}
 
+    def parse_matrix(self, fields) -> Mapping[str, Any]:
+        return {"toolSuccessRate": fields.number("toolSuccessRate", vocab.TOOL_SUCCESS_RATE, minimum=0.0, maximum=1.0)}
+
     def result_basis(self, spec) -> Mapping[str, Any]:
-        return {"tsr": spec.matrix.tool_success_rate}
+        return {"tsr": vocab.tool_success_rate(spec)}
 
     def cache_texts(self, config: Mapping[str, Any], *, instances: int = 100) -> dict[str, list[tuple[str, str]]]:
         """The tool texts, and the task descriptions of every (task type, difficulty, instance < instances)."""

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ...spec import WORKFLOW_VERSION
-
-VERSION = WORKFLOW_VERSION  # bumped whenever generation or scoring changes (it is in every case id)
+VERSION = "workflow-1"  # bumped whenever generation or scoring changes (it is in every case id)
+TOOL_SUCCESS_RATE = 0.8  # matrix.toolSuccessRate: the simulated tools' success rate
 PROMPT_TYPES = (
     "baseline",
     "optimal",
@@ -19,3 +18,8 @@ PROMPT_TYPES = (
 )
 TASK_TYPES = ("simple_task", "basic_task", "data_pipeline", "api_integration", "multi_stage_pipeline")
 DIFFICULTIES = ("easy", "medium", "hard")
+
+
+def tool_success_rate(spec) -> float:
+    """The run's ``matrix.toolSuccessRate`` (parsed by the suite: :meth:`WorkflowSuite.parse_matrix`)."""
+    return spec.matrix.suite_field("toolSuccessRate", TOOL_SUCCESS_RATE)

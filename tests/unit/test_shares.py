@@ -6,7 +6,9 @@ import random
 
 import pytest
 
-from benchpilot_operator.shares import allocate, limits_for
+from benchpilot_operator.shares import allocate
+from benchpilot_runner.contract.shares import share_of, shown
+from benchpilot_runner.contract.types import EndpointLimits
 
 
 def test_start_split_finish_and_tail():
@@ -57,8 +59,13 @@ def test_random_lifecycles_keep_every_invariant(seed):
         holding |= set(creating)
 
 
-def test_absolute_limits():
-    assert limits_for(0.25, 400, 100000, 64) == {"requestsPerMinute": 100.0, "tokensPerMinute": 25000.0,
-                                                  "maxConcurrency": 15}
-    assert limits_for(0.5, None, None, None) == {"requestsPerMinute": None, "tokensPerMinute": None,
-                                                "maxConcurrency": None}
+def test_absolute_limits_are_what_the_pod_uses():
+    # one computation: the ConfigMap shows exactly the limits a pod holding the fraction applies
+    # (0.2 had two: the ConfigMap showed 15 concurrent requests where the pod allowed itself 16)
+    assert shown(share_of(EndpointLimits(400, 100000, 64), 0.25)) == {
+        "requestsPerMinute": 100.0, "tokensPerMinute": 25000.0, "maxConcurrency": 16}
+    assert shown(share_of(EndpointLimits(None, None, None), 0.5)) == {
+        "requestsPerMinute": None, "tokensPerMinute": None, "maxConcurrency": None}
+    third = share_of(EndpointLimits(100, None, 10), 1 / 3)
+    assert 3 * shown(third)["requestsPerMinute"] <= 100 and shown(third)["maxConcurrency"] == 3
+    assert share_of(EndpointLimits(100, 1000, 4), 0.0) == EndpointLimits(0.01, 0.01, 1)  # waits, never zero

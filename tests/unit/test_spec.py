@@ -55,7 +55,7 @@ BAD = [
     (lambda d: d["spec"]["matrix"].__setitem__("promptTypes", ["baseline", "clever"]),
      "spec.matrix.promptTypes[1]", "flawed_semantic_drift"),
     (lambda d: d["spec"]["matrix"].__setitem__("models", ["anthropic/claude"]),
-     "spec.matrix.models[0]", "sim, openai"),
+     "spec.matrix.models[0]", "installed: openai, sim"),
     (lambda d: d["spec"]["matrix"].__setitem__("models", ["sim/genius"]),
      "spec.matrix.models[0]", "sim/strong"),
     (lambda d: d["spec"]["matrix"].__setitem__("models", ["gpt4"]), "spec.matrix.models[0]", "provider"),

@@ -11,7 +11,10 @@ import logging
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchpilot_runner.spec import SHARD_CASES_METRIC, SpecError, parse_manifest
+from benchpilot_runner.contract.api import SHARD_CASES_METRIC
+from benchpilot_runner.contract.fields import SpecError
+from benchpilot_runner.contract.layout import results_uri as layout_results_uri
+from benchpilot_runner.contract.parse import parse_manifest
 
 from . import manifests as M
 from .config import OperatorConfig
@@ -24,7 +27,7 @@ log = logging.getLogger("benchpilot.controller")
 
 
 def results_uri(spec, meta: dict) -> str:
-    return f"{spec.output.uri.rstrip('/')}/{meta['namespace']}/{meta['name']}/{meta['uid']}/"
+    return layout_results_uri(spec.output.uri, meta["namespace"], meta["name"], meta["uid"])
 
 
 async def scrape_progress(client: KubeClient, pod: dict, cfg: OperatorConfig) -> tuple[int | None, int | None]:

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import json
 
-from benchpilot_runner.spec import CONFIG_ERROR_EXIT, RunSpec
+from benchpilot_runner.contract.outcomes import ExitCode
+from benchpilot_runner.contract.podenv import (CACHE_MOUNT, DATA_MOUNT, SHARES_FILE, SHARES_MOUNT, SPEC_FILE, SPEC_MOUNT,
+                                               TERMINATION_LOG, TMP_MOUNT, PodEnv)
+from benchpilot_runner.contract.shares import share_of, shown
+from benchpilot_runner.contract.types import RunSpec
 
 from . import GROUP, KIND, VERSION
 from .config import OperatorConfig
 from .plan import fmt_mib
-from .shares import limits_for
 
 RUN_LABEL = "benchpilot.io/run"
 SHARD_LABEL = "benchpilot.io/shard"
 OOM_ANNOTATION = "benchpilot.io/oom-retries"
-SPEC_MOUNT = "/etc/benchpilot"
-CACHE_MOUNT = "/cache"
 RUNNER_UID = 10001
-SHARES_MOUNT = "/etc/benchpilot-shares"
-DATA_MOUNT = "/var/lib/benchpilot/data"
-SHARES_FILE = "shares.json"
-TERMINATION_LOG = "/dev/termination-log"  # the runner says there why it ended; the operator reads it
 
 
 def labels(run: str, shard: int | None = None) -> dict[str, str]:
@@ -66,8 +63,7 @@ def shares_configmap_name(run: str) -> str:
 def build_shares_configmap(meta: dict, spec: RunSpec, shares: dict[int, float]) -> dict:
     """Each running shard's fraction of the run's endpoint limits; pods re-read it (shares.py)."""
     body = {"shards": {str(i): round(f, 6) for i, f in sorted(shares.items())},
-            "endpoints": {e.name: {str(i): limits_for(f, e.limits.requests_per_minute, e.limits.tokens_per_minute,
-                                                       e.limits.max_concurrency) for i, f in sorted(shares.items())}
+            "endpoints": {e.name: {str(i): shown(share_of(e.limits, f)) for i, f in sorted(shares.items())}
                           for e in spec.endpoints}}
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
@@ -82,7 +78,7 @@ def build_configmap(meta: dict, spec: RunSpec) -> dict:
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": configmap_name(meta["name"]), "namespace": meta["namespace"],
                      "labels": labels(meta["name"]), "ownerReferences": [owner_reference(meta)]},
-        "data": {"run.json": json.dumps(resolved_spec(spec, meta), indent=1, sort_keys=True)},
+        "data": {SPEC_FILE: json.dumps(resolved_spec(spec, meta), indent=1, sort_keys=True)},
     }
 
 
@@ -91,45 +87,44 @@ def _probe(path: str, *, period: int, failures: int, timeout: int = 3) -> dict:
             "failureThreshold": failures, "timeoutSeconds": timeout}
 
 
-def build_job(meta: dict, spec: RunSpec, shard: int, *, concurrency: int, request_bytes: int, limit_bytes: int,
-              cfg: OperatorConfig, oom_retries: int = 0, suspend: bool = False, share: float | None = None) -> dict:
-    run = meta["name"]
-    env = [
-        {"name": "BENCHPILOT_SHARD", "value": str(shard)},
-        {"name": "BENCHPILOT_SHARDS", "value": str(spec.sharding.shards)},
-        {"name": "BENCHPILOT_SPEC", "value": f"{SPEC_MOUNT}/run.json"},
-        {"name": "BENCHPILOT_CONCURRENCY", "value": str(concurrency)},
-        {"name": "BENCHPILOT_HEALTH_PORT", "value": str(cfg.runner_port)},
-        {"name": "BENCHPILOT_MEMORY_REQUEST_BYTES", "value": str(request_bytes)},
-        {"name": "HF_HUB_OFFLINE", "value": "1"},
-        {"name": "BENCHPILOT_TERMINATION_LOG", "value": TERMINATION_LOG},
-        {"name": "HOME", "value": "/tmp"},
-        {"name": "BENCHPILOT_DATA_DIR", "value": DATA_MOUNT},
-    ]
-    volumes = [{"name": "spec", "configMap": {"name": configmap_name(run)}},
-               {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
-               # what a suite copies in (a remote dataset); outgrowing it evicts the pod (status says so)
-               {"name": "data", "emptyDir": {"sizeLimit": f"{-(-spec.resources.scratch_bytes // 2**20)}Mi"}}]
+def pod_env(spec: RunSpec, shard: int, *, concurrency: int, request_bytes: int, cfg: OperatorConfig,
+            share: float | None) -> PodEnv:
+    """What the shard's runner is told (the share, when the run uses an endpoint, may grow through the ConfigMap)."""
+    return PodEnv(shard=shard, shards=spec.sharding.shards, spec_path=f"{SPEC_MOUNT}/{SPEC_FILE}",
+                  concurrency=concurrency, health_port=cfg.runner_port, memory_request_bytes=request_bytes,
+                  termination_log=TERMINATION_LOG, data_dir=DATA_MOUNT,
+                  cache_dir=CACHE_MOUNT if spec.cache_claim else None, limit_share=share,
+                  shares_file=f"{SHARES_MOUNT}/{SHARES_FILE}" if share is not None else None)
+
+
+def volumes(spec: RunSpec, run: str, *, share: float | None) -> tuple[list[dict], list[dict]]:
+    """The pod's volumes and the runner's mounts: the spec, /tmp, scratch, the cache, the shares."""
+    vols = [{"name": "spec", "configMap": {"name": configmap_name(run)}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+            # what a suite copies in (a remote dataset); outgrowing it evicts the pod (status says so)
+            {"name": "data", "emptyDir": {"sizeLimit": f"{-(-spec.resources.scratch_bytes // 2**20)}Mi"}}]
     mounts = [{"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
-              {"name": "tmp", "mountPath": "/tmp"},
+              {"name": "tmp", "mountPath": TMP_MOUNT},
               {"name": "data", "mountPath": DATA_MOUNT}]
     if spec.cache_claim:
-        env.append({"name": "BENCHPILOT_CACHE_DIR", "value": CACHE_MOUNT})
-        volumes.append({"name": "cache", "persistentVolumeClaim": {"claimName": spec.cache_claim, "readOnly": True}})
+        vols.append({"name": "cache", "persistentVolumeClaim": {"claimName": spec.cache_claim, "readOnly": True}})
         mounts.append({"name": "cache", "mountPath": CACHE_MOUNT, "readOnly": True})
-    if share is not None:  # the shard's fraction of the run's endpoint limits; the ConfigMap may raise it
-        env += [{"name": "BENCHPILOT_LIMIT_SHARE", "value": f"{share:.6f}"},
-                {"name": "BENCHPILOT_SHARES_FILE", "value": f"{SHARES_MOUNT}/{SHARES_FILE}"}]
-        volumes.append({"name": "shares", "configMap": {"name": shares_configmap_name(run), "optional": True}})
+    if share is not None:
+        vols.append({"name": "shares", "configMap": {"name": shares_configmap_name(run), "optional": True}})
         mounts.append({"name": "shares", "mountPath": SHARES_MOUNT, "readOnly": True})
+    return vols, mounts
+
+
+def secret_env(spec: RunSpec) -> list[dict]:
+    """Each used endpoint's key from its Secret, never in the spec or the ConfigMap."""
     used = {m.endpoint for m in spec.models if not m.simulated}
-    for ep in spec.endpoints:  # each endpoint's key from its Secret, never in the spec or the ConfigMap
-        if ep.api_key_secret and ep.name in used:
-            env.append({"name": ep.key_env, "valueFrom": {"secretKeyRef": {
-                "name": ep.api_key_secret["name"], "key": ep.api_key_secret["key"]}}})
-    env_from = []
-    if spec.output.credentials_secret:
-        env_from.append({"secretRef": {"name": spec.output.credentials_secret}})
+    return [{"name": ep.key_env, "valueFrom": {"secretKeyRef": {"name": ep.api_key_secret["name"],
+                                                               "key": ep.api_key_secret["key"]}}}
+            for ep in spec.endpoints if ep.api_key_secret and ep.name in used]
+
+
+def runner_container(spec: RunSpec, env: list[dict], mounts: list[dict], *, request_bytes: int, limit_bytes: int,
+                     cfg: OperatorConfig) -> dict:
     container = {
         "name": "runner", "image": cfg.image, "imagePullPolicy": cfg.image_pull_policy,
         "args": ["shard"], "env": env,
@@ -145,8 +140,18 @@ def build_job(meta: dict, spec: RunSpec, shard: int, *, concurrency: int, reques
                             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": mounts,
     }
-    if env_from:
-        container["envFrom"] = env_from
+    if spec.output.credentials_secret:
+        container["envFrom"] = [{"secretRef": {"name": spec.output.credentials_secret}}]
+    return container
+
+
+def build_job(meta: dict, spec: RunSpec, shard: int, *, concurrency: int, request_bytes: int, limit_bytes: int,
+              cfg: OperatorConfig, oom_retries: int = 0, suspend: bool = False, share: float | None = None) -> dict:
+    run = meta["name"]
+    env = pod_env(spec, shard, concurrency=concurrency, request_bytes=request_bytes, cfg=cfg, share=share).to_env()
+    vols, mounts = volumes(spec, run, share=share)
+    container = runner_container(spec, env + secret_env(spec), mounts, request_bytes=request_bytes,
+                                 limit_bytes=limit_bytes, cfg=cfg)
     pod_spec = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -154,7 +159,7 @@ def build_job(meta: dict, spec: RunSpec, shard: int, *, concurrency: int, reques
         "securityContext": {"runAsNonRoot": True, "runAsUser": RUNNER_UID, "runAsGroup": RUNNER_UID,
                             "fsGroup": RUNNER_UID, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
-        "volumes": volumes,
+        "volumes": vols,
     }
     if cfg.runner_service_account:
         pod_spec["serviceAccountName"] = cfg.runner_service_account
@@ -171,7 +176,7 @@ def build_job(meta: dict, spec: RunSpec, shard: int, *, concurrency: int, reques
             "podFailurePolicy": {"rules": [
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
                 {"action": "FailJob", "onExitCodes": {"containerName": "runner", "operator": "In",
-                                                      "values": [CONFIG_ERROR_EXIT]}},
+                                                      "values": [int(ExitCode.CONFIG_ERROR)]}},
             ]},
             "template": {"metadata": {"labels": labels(run, shard)}, "spec": pod_spec},
         },

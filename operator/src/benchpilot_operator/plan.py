@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from benchpilot_runner.spec import RunSpec, memory_request_mib, shard_sizes
+from benchpilot_runner.contract.cases import shard_sizes
+from benchpilot_runner.contract.sizing import memory_request_mib
+from benchpilot_runner.contract.types import RunSpec
 
 from .config import OperatorConfig
 

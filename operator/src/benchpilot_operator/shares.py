@@ -50,12 +50,3 @@ def allocate(prev: Mapping[int, float], holding: Iterable[int], creating: Iterab
         scale = 1.0 / total
         shares = {i: f * scale for i, f in shares.items()}
     return dict(sorted(shares.items()))
-
-
-def limits_for(fraction: float, requests_per_minute: float | None, tokens_per_minute: float | None,
-               max_concurrency: int | None) -> dict:
-    """One shard's absolute limits for one endpoint (what the shares ConfigMap shows)."""
-    f = max(0.0, min(1.0, fraction)) * (1 - 1e-6)
-    return {"requestsPerMinute": round(requests_per_minute * f, 3) if requests_per_minute else None,
-            "tokensPerMinute": round(tokens_per_minute * f, 1) if tokens_per_minute else None,
-            "maxConcurrency": max(1, int(max_concurrency * f)) if max_concurrency else None}

@@ -39,8 +39,7 @@ class Registry:
         return found
 
     def installed(self) -> list[str]:
-        """The built-in names in their own order, then the plug-ins' in alphabetical order."""
-        return [*self.builtin, *sorted(set(self._targets) - set(self.builtin))]
+        return sorted(self._targets)
 
     def get(self, name: str):
         """The plug-in named ``name``; :class:`UnknownPlugin` lists the installed ones."""

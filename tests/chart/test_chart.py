@@ -147,5 +147,5 @@ def test_values_memory_defaults_are_the_shared_constants():
     assert (runner["baseMiB"], runner["headroomRatio"], runner["headroomMinMiB"], runner["limitFactor"]) == (
         S.BASE_MIB, S.HEADROOM_RATIO, S.HEADROOM_MIN_MIB, S.LIMIT_FACTOR)
     cfg = OperatorConfig()
-    assert (cfg.base_mib, cfg.headroom_ratio, cfg.headroom_min_mib, cfg.limit_factor) == (
+    assert (cfg.memory.base_mib, cfg.memory.headroom_ratio, cfg.memory.headroom_min_mib, cfg.memory.limit_factor) == (
         S.BASE_MIB, S.HEADROOM_RATIO, S.HEADROOM_MIN_MIB, S.LIMIT_FACTOR)

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import copy
 import json
-import dataclasses
 import time
 import uuid
 
@@ -162,8 +161,8 @@ async def operator(url: str, **config):
     from benchpilot_operator.config import OperatorConfig
     from benchpilot_operator.state import OperatorState
 
-    state = OperatorState.build(dataclasses.replace(OperatorConfig.from_env(), api_server=url, metrics_port=0,
-                                                    liveness_port=0, **config))
+    state = OperatorState.build(OperatorConfig.from_env().with_(api__server=url, serving__metrics_port=0,
+                                                                serving__liveness_port=0, **config))
     from kopf._cogs.structs.credentials import Vault  # not exported; kopf.operator accepts one
 
     stop = asyncio.Event()

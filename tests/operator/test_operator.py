@@ -63,8 +63,8 @@ async def test_run_becomes_sized_jobs_and_succeeds(cluster):
         st = await status_of(cluster, ns, "sweep", phase="Pending")
         cfg = op.config
         # memory from the footprint formula: base + shared + perWorker × concurrency, plus headroom
-        need = cfg.base_mib + 300 + 10 * 4
-        request = int(-(-(need + max(cfg.headroom_min_mib, cfg.headroom_ratio * need)) // 1))
+        need = cfg.memory.base_mib + 300 + 10 * 4
+        request = int(-(-(need + max(cfg.memory.headroom_min_mib, cfg.memory.headroom_ratio * need)) // 1))
         for i, job in enumerate(jobs):
             md, c = job["metadata"], container(job)
             assert md["name"] == f"sweep-s{i}" and md["labels"]["benchpilot.io/shard"] == str(i)
@@ -72,7 +72,7 @@ async def test_run_becomes_sized_jobs_and_succeeds(cluster):
                                               "name": "sweep", "uid": uid, "controller": True,
                                               "blockOwnerDeletion": True}]
             assert c["resources"]["requests"]["memory"] == f"{request}Mi"
-            assert c["resources"]["limits"]["memory"] == f"{int(request * MiB * cfg.limit_factor) // MiB}Mi"
+            assert c["resources"]["limits"]["memory"] == f"{int(request * MiB * cfg.memory.limit_factor) // MiB}Mi"
             assert job["spec"]["activeDeadlineSeconds"] == 900 and job["spec"]["backoffLimit"] == 4
             assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
             assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] >= 300
@@ -128,7 +128,7 @@ async def test_oom_killed_shard_is_recreated_bigger_then_fails_at_the_bound(clus
     ns = ns_()
     doc = run_doc("oom", ns, sharding={"shards": 1, "concurrencyPerShard": 2},
                   resources={"footprint": {"sharedMiB": 100, "perWorkerMiB": 10}, "maxPodMemory": "8Gi"})
-    async with operator(cluster.url, max_oom_retries=2) as op:
+    async with operator(cluster.url, memory__max_oom_retries=2) as op:
         await cluster.apply_run(doc)
         (job,) = await jobs_count(cluster, ns, "oom", 1)
         first = container(job)["resources"]["requests"]["memory"]

@@ -50,11 +50,11 @@ def test_plan_memory_formula_and_lowering(shared, per_worker, conc, max_mem, wan
                    matrix={"models": ["sim/weak", "sim/strong"], "promptTypes": ["baseline", "optimal"],
                            "taskTypes": list(W.TASK_TYPES), "instances": 8})
     plan = plan_run(spec, CFG)
-    need = CFG.base_mib + shared + per_worker * plan.concurrency
-    assert plan.request_bytes == int(-(-(need + max(CFG.headroom_min_mib, CFG.headroom_ratio * need)) // 1)) * MiB
+    need = CFG.memory.base_mib + shared + per_worker * plan.concurrency
+    assert plan.request_bytes == int(-(-(need + max(CFG.memory.headroom_min_mib, CFG.memory.headroom_ratio * need)) // 1)) * MiB
     assert plan.request_bytes <= spec.resources.max_pod_memory_bytes
     assert plan.lowered is lowered and (want_conc is None or plan.concurrency == want_conc)
-    assert plan.limit_bytes == min(int(plan.request_bytes * CFG.limit_factor),
+    assert plan.limit_bytes == min(int(plan.request_bytes * CFG.memory.limit_factor),
                                    max(plan.request_bytes, spec.resources.max_pod_memory_bytes))
 
 
@@ -94,7 +94,7 @@ def test_job_has_every_field():
     assert env["BENCHPILOT_API_KEY_B"]["valueFrom"] == {"secretKeyRef": {"name": "kb", "key": "api-key"}}
     assert "BENCHPILOT_API_KEY_UNUSED" not in env, "only the keys of endpoints a model uses"
     assert c["envFrom"] == [{"secretRef": {"name": "s3"}}]
-    assert c["resources"] == {"requests": {"memory": "512Mi", "cpu": CFG.cpu_request}, "limits": {"memory": "768Mi"}}
+    assert c["resources"] == {"requests": {"memory": "512Mi", "cpu": CFG.runner.cpu_request}, "limits": {"memory": "768Mi"}}
     assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                     "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["startupProbe"]["httpGet"]["path"] == "/healthz"

@@ -20,11 +20,11 @@ def setup_logging(level: str) -> None:
 
 def main() -> None:
     state = OperatorState.build()
-    setup_logging(state.config.log_level)
-    namespaces = [state.config.namespace] if state.config.namespace else []
+    setup_logging(state.config.serving.log_level)
+    namespaces = [state.config.watching.namespace] if state.config.watching.namespace else []
     asyncio.run(kopf.operator(
         clusterwide=not namespaces, namespaces=namespaces, standalone=True, memo=kopf.Memo(state=state),
-        liveness_endpoint=f"http://0.0.0.0:{state.config.liveness_port}/healthz" if state.config.liveness_port
+        liveness_endpoint=f"http://0.0.0.0:{state.config.serving.liveness_port}/healthz" if state.config.serving.liveness_port
         else None))
 
 

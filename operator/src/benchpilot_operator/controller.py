@@ -35,13 +35,13 @@ async def scrape_progress(client: KubeClient, pod: dict, cfg: OperatorConfig) ->
     ip = (pod.get("status") or {}).get("podIP")
     if not ip:
         return None, None
-    port = cfg.runner_port
+    port = cfg.runner.port
     for c in (pod.get("spec") or {}).get("containers") or []:
         for p in c.get("ports") or []:
             if p.get("name") == "http":
                 port = p.get("containerPort", port)
     try:
-        text = await client.get_text(f"http://{ip}:{port}/metrics", cfg.scrape_timeout_s)
+        text = await client.get_text(f"http://{ip}:{port}/metrics", cfg.watching.scrape_timeout_s)
     except Exception as exc:  # noqa: BLE001 - progress is best effort; the Job state is the truth
         log.debug("progress scrape failed", extra={"pod": pod["metadata"].get("name"), "error": str(exc)})
         return None, None

@@ -20,7 +20,7 @@ from .status import merge_patch
 
 log = logging.getLogger("benchpilot.operator")
 # How often runs are resynced; read once at import because kopf's timer decorator needs it then.
-RESYNC_SECONDS = OperatorConfig.from_env().resync_seconds
+RESYNC_SECONDS = OperatorConfig.from_env().watching.resync_seconds
 
 
 def _state(memo: kopf.Memo) -> OperatorState:
@@ -38,23 +38,23 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
-    if state.config.metrics_port:
-        start_http_server(state.config.metrics_port, registry=state.metrics.registry)
-    log.info("benchpilot operator started", extra={"namespace": state.config.namespace or "*",
-                                                   "image": state.config.image})
+    if state.config.serving.metrics_port:
+        start_http_server(state.config.serving.metrics_port, registry=state.metrics.registry)
+    log.info("benchpilot operator started", extra={"namespace": state.config.watching.namespace or "*",
+                                                   "image": state.config.runner.image})
 
 
 @kopf.on.login()
 def login(memo: kopf.Memo, **kwargs) -> kopf.ConnectionInfo:
     """In a pod: the service account; elsewhere: kubeconfig; BENCHPILOT_API_SERVER for development and tests."""
     state = _state(memo)
-    if state.config.api_server:
-        info = kopf.ConnectionInfo(server=state.config.api_server, insecure=True)
+    if state.config.api.server:
+        info = kopf.ConnectionInfo(server=state.config.api.server, insecure=True)
     else:
         info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
     if info is None:
         raise kopf.PermanentError("no Kubernetes credentials: not in a pod and no kubeconfig")
-    state.replace_client(KubeClient(Connection.from_kopf(info), concurrency=state.config.api_concurrency))
+    state.replace_client(KubeClient(Connection.from_kopf(info), concurrency=state.config.api.concurrency))
     return info
 
 

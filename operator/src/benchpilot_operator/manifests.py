@@ -91,7 +91,7 @@ def pod_env(spec: RunSpec, shard: int, *, concurrency: int, request_bytes: int, 
             share: float | None) -> PodEnv:
     """What the shard's runner is told (the share, when the run uses an endpoint, may grow through the ConfigMap)."""
     return PodEnv(shard=shard, shards=spec.sharding.shards, spec_path=f"{SPEC_MOUNT}/{SPEC_FILE}",
-                  concurrency=concurrency, health_port=cfg.runner_port, memory_request_bytes=request_bytes,
+                  concurrency=concurrency, health_port=cfg.runner.port, memory_request_bytes=request_bytes,
                   termination_log=TERMINATION_LOG, data_dir=DATA_MOUNT,
                   cache_dir=CACHE_MOUNT if spec.cache_claim else None, limit_share=share,
                   shares_file=f"{SHARES_MOUNT}/{SHARES_FILE}" if share is not None else None)
@@ -126,16 +126,16 @@ def secret_env(spec: RunSpec) -> list[dict]:
 def runner_container(spec: RunSpec, env: list[dict], mounts: list[dict], *, request_bytes: int, limit_bytes: int,
                      cfg: OperatorConfig) -> dict:
     container = {
-        "name": "runner", "image": cfg.image, "imagePullPolicy": cfg.image_pull_policy,
+        "name": "runner", "image": cfg.runner.image, "imagePullPolicy": cfg.runner.image_pull_policy,
         "args": ["shard"], "env": env,
-        "ports": [{"name": "http", "containerPort": cfg.runner_port, "protocol": "TCP"}],
-        "resources": {"requests": {"memory": fmt_mib(request_bytes), "cpu": cfg.cpu_request},
+        "ports": [{"name": "http", "containerPort": cfg.runner.port, "protocol": "TCP"}],
+        "resources": {"requests": {"memory": fmt_mib(request_bytes), "cpu": cfg.runner.cpu_request},
                       "limits": {"memory": fmt_mib(limit_bytes)}},
         # /healthz fails once nothing progressed for hangTimeoutSeconds: the kubelet then kills the pod
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "livenessProbe": _probe("/healthz", period=10, failures=3),
-        "startupProbe": _probe("/healthz", period=5, failures=max(1, -(-cfg.startup_seconds // 5))),
+        "startupProbe": _probe("/healthz", period=5, failures=max(1, -(-cfg.runner.startup_seconds // 5))),
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": mounts,
@@ -161,8 +161,8 @@ def build_job(meta: dict, spec: RunSpec, shard: int, *, concurrency: int, reques
         "containers": [container],
         "volumes": vols,
     }
-    if cfg.runner_service_account:
-        pod_spec["serviceAccountName"] = cfg.runner_service_account
+    if cfg.runner.service_account:
+        pod_spec["serviceAccountName"] = cfg.runner.service_account
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": job_name(run, shard), "namespace": meta["namespace"], "labels": labels(run, shard),

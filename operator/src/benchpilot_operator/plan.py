@@ -51,12 +51,12 @@ class Plan:
 
 def request_bytes(spec: RunSpec, concurrency: int, cfg: OperatorConfig) -> int:
     return memory_request_mib(spec.resources.shared_mib, spec.resources.per_worker_mib, concurrency,
-                              base_mib=cfg.base_mib, headroom_ratio=cfg.headroom_ratio,
-                              headroom_min_mib=cfg.headroom_min_mib) * MiB
+                              base_mib=cfg.memory.base_mib, headroom_ratio=cfg.memory.headroom_ratio,
+                              headroom_min_mib=cfg.memory.headroom_min_mib) * MiB
 
 
 def limit_for(request: int, spec: RunSpec, cfg: OperatorConfig) -> int:
-    return min(int(request * cfg.limit_factor), max(request, spec.resources.max_pod_memory_bytes))
+    return min(int(request * cfg.memory.limit_factor), max(request, spec.resources.max_pod_memory_bytes))
 
 
 def fmt_mib(b: int) -> str:
@@ -71,7 +71,7 @@ def plan_run(spec: RunSpec, cfg: OperatorConfig) -> Plan:
     if request_bytes(spec, conc, cfg) > cap:
         if request_bytes(spec, 1, cfg) > cap:
             raise PlanError("InsufficientMemory", (
-                f"one worker needs {fmt_mib(request_bytes(spec, 1, cfg))} (base {cfg.base_mib:g}Mi + shared "
+                f"one worker needs {fmt_mib(request_bytes(spec, 1, cfg))} (base {cfg.memory.base_mib:g}Mi + shared "
                 f"{spec.resources.shared_mib:g}Mi + 1 × {spec.resources.per_worker_mib:g}Mi per worker + headroom), "
                 f"more than spec.resources.maxPodMemory {fmt_mib(cap)}; raise maxPodMemory or shrink the cache"))
         lo, hi = 1, conc
@@ -94,4 +94,4 @@ def grown_request(current: int, spec: RunSpec, cfg: OperatorConfig) -> int | Non
     cap = spec.resources.max_pod_memory_bytes
     if current >= cap:
         return None
-    return min(cap, int(math.ceil(current * cfg.oom_memory_factor / MiB)) * MiB)
+    return min(cap, int(math.ceil(current * cfg.memory.oom_factor / MiB)) * MiB)

@@ -60,7 +60,7 @@ def replace_after_oom(spec: RunSpec, i: int, obs: ShardObs, rec: dict, memory: i
     # each OOMKilled pod counts once, even if it lingers after its Job was replaced
     rec = {**rec, "oomPods": (list(rec.get("oomPods", [])) + new_oom)[-10:]}
     grown = grown_request(memory, spec, cfg)
-    if grown is None or rec_oom >= cfg.max_oom_retries:
+    if grown is None or rec_oom >= cfg.memory.max_oom_retries:
         why = (f"OOMKilled at {fmt_mib(memory)} (maxPodMemory {fmt_mib(spec.resources.max_pod_memory_bytes)})"
                if grown is None else f"OOMKilled {rec_oom + 1} times; last at {fmt_mib(memory)}")
         d.record(str(i), {**rec, "failed": "OOMKilled", "message": why}, acts)
@@ -72,7 +72,7 @@ def replace_after_oom(spec: RunSpec, i: int, obs: ShardObs, rec: dict, memory: i
     acts.retries.append("OOMKilled")
     acts.events.append(("Warning", "ShardOOMKilled",
                         f"shard {i} was OOMKilled at {fmt_mib(memory)}; re-created with {fmt_mib(grown)} "
-                        f"(retry {rec_oom + 1} of {cfg.max_oom_retries})"))
+                        f"(retry {rec_oom + 1} of {cfg.memory.max_oom_retries})"))
     return ("pending", "", "")
 
 

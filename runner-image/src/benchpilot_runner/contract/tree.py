@@ -5,8 +5,9 @@ tests hold the CRD's property tree, its defaults and the README against this tre
 means this tree, :mod:`.types`, :mod:`.parse`, the CRD (``crds/`` and the chart's copy) and the
 README, and the test names what was forgotten.
 
-A leaf is the field's default (``NONE``: no default), a nested mapping is a sub-object; ``OPEN`` is
-a mapping whose keys are not fixed here (``suiteConfig``: the suite's; ``simulation``: model names).
+A leaf is the field's default (``NONE``: no default), a nested mapping is a sub-object, ``ListOf`` a
+list of sub-objects, ``MapOf`` a mapping from the user's names to sub-objects; ``OPEN`` is a
+mapping whose keys are not fixed here (``suiteConfig``: the suite's; ``headers``: the user's).
 The suites' own matrix fields are added from the installed suites (:func:`matrix_fields`).
 """
 
@@ -26,6 +27,14 @@ class _Mark:
 
 NONE = _Mark("NONE")  # no default: optional without one, or required (the parser says which)
 OPEN = _Mark("OPEN")  # a mapping with keys of its own (described elsewhere)
+
+
+class ListOf(dict):
+    """A list whose items are mappings with these fields."""
+
+
+class MapOf(dict):
+    """A mapping from names of the user's to mappings with these fields."""
 
 
 def quantity(n_bytes: int) -> str:
@@ -57,8 +66,8 @@ SPEC = {
     "suite": DEFAULT_SUITE,
     "suiteConfig": OPEN,
     "matrix": MATRIX,
-    "endpoint": {**ENDPOINT, "qps": NONE},  # the endpoint named default (name is ignored there)
-    "endpoints": ENDPOINT,  # a list of these
+    "endpoint": {**{k: v for k, v in ENDPOINT.items() if k != "name"}, "qps": NONE},  # the endpoint named default
+    "endpoints": ListOf(ENDPOINT),
     "budget": {"maxCostUSD": NONE, "maxTokens": NONE},
     "estimate": {"expectedTokensPerCase": NONE, "expectedRequestsPerCase": NONE,
                  "promptTokenShare": Expected.prompt_token_share},
@@ -73,7 +82,7 @@ SPEC = {
     "output": {"uri": Output.uri, "credentialsSecretRef": {"name": NONE}, "flushEveryRows": Output.flush_every_rows,
                "flushEverySeconds": Output.flush_every_s},
     "suspend": RunSpec.suspend,
-    "simulation": OPEN,
+    "simulation": MapOf(SIMULATION),  # by simulated model name
     "failurePolicy": RunSpec.failure_policy,
 }
 

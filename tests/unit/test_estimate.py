@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchpilot_runner import estimate as E
+from benchpilot_runner.contract import estimate as E
 from benchpilot_runner import spec as S
 from tests.helpers import manifest
 

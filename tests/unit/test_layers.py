@@ -17,3 +17,16 @@ def test_import_contracts_hold():
 
     n = len(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"])
     assert n >= 6 and f"{n} kept, 0 broken" in res.stdout
+
+
+def test_the_operator_imports_the_runner_only_through_the_contract():
+    """Any runner module the operator imports directly is the contract's (or redact, logs): also a module
+    added to the runner later, which the import-linter contract's list would not name yet."""
+    import grimp
+
+    graph = grimp.build_graph("benchpilot_operator", "benchpilot_runner", cache_dir=None)
+    allowed = ("benchpilot_runner.contract", "benchpilot_runner.redact", "benchpilot_runner.logs")
+    found = {(m, imported) for m in graph.find_descendants("benchpilot_operator") | {"benchpilot_operator"}
+             for imported in graph.find_modules_directly_imported_by(m)
+             if imported.startswith("benchpilot_runner") and not imported.startswith(allowed)}
+    assert found == set()

@@ -117,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import json
 
-    from . import estimate as E
+    from .contract import estimate as E
     from .manifest import load_manifest
     from .suites.base import SuiteError
 

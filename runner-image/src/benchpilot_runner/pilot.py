@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .estimate import PerCase
+from .contract.estimate import PerCase
 from .health import Heartbeat
 from .metrics import RunnerMetrics
 from .models import build_clients

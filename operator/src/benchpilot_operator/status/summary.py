@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from benchpilot_runner.estimate import estimate, from_spec
+from benchpilot_runner.contract.estimate import estimate, from_spec
 from benchpilot_runner.redact import scrub
 from benchpilot_runner.contract.types import RunSpec
 

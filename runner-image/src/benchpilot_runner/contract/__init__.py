@@ -19,5 +19,6 @@ podenv         a pod's environment variables and mount paths
 layout         where results live (run folder, shard folders, part names, markers, leases)
 shares         a shard's share of an endpoint's run-wide limits
 registry       plug-ins by name: suites and model providers
+estimate       what a run will use before it runs (``benchpilot plan`` and ``status.estimate``)
 =============  ==============================================================================
 """

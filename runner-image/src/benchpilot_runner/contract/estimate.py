@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from .spec import RunSpec, memory_request_mib
+from .sizing import memory_request_mib
+from .types import RunSpec
 
 
 @dataclass(frozen=True)

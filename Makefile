@@ -1,7 +1,7 @@
 # The README's first two commands are `make quickstart` and `make test`; each does its own set-up.
 VENV := .venv/bin
 
-.PHONY: setup quickstart test test-fast test-cluster k8s-bin bench clean
+.PHONY: setup quickstart test test-fast test-local test-cluster k8s-bin bench clean
 
 setup:
 	@scripts/bootstrap.sh
@@ -22,6 +22,9 @@ test-cluster: setup  ## the real control-plane tier alone (builds the binaries f
 
 k8s-bin:
 	@scripts/k8s-bin.sh
+
+test-local: setup  ## every tier that needs no Kubernetes binaries: unit, integration, the kmock operator tier, chart, monitoring
+	$(VENV)/python -m pytest -q -rs -p no:cacheprovider --ignore=tests/cluster --ignore=tests/node
 
 test-fast: setup
 	$(VENV)/python -m pytest -q -m "not slow" tests/unit

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 import yaml
 
@@ -40,15 +40,35 @@ def write_manifest(path: Path, doc: dict) -> Path:
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout`` seconds,
+    saying what was awaited and the last value seen. The one way tests wait: never a fixed sleep."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(_timed_out(timeout, what, value))
         time.sleep(interval)
+
+
+async def eventually(fn: Callable[[], Awaitable[object]], timeout: float = 15.0, what: str = "condition",
+                     interval: float = 0.05):
+    """:func:`wait_for` for a coroutine function (tests that share the event loop with what they wait for)."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(_timed_out(timeout, what, value))
+        await asyncio.sleep(interval)
+
+
+def _timed_out(timeout: float, what: str, last: object) -> str:
+    return f"timed out after {timeout}s waiting for {what}; last value: {str(last)[:300]!r}"
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path | None = None):

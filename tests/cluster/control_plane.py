@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -148,19 +147,15 @@ class ControlPlane:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             for name, p in self.procs.items():
                 if p.poll() is not None:
                     raise RuntimeError(f"{name} exited: {self.logs[name].read_text()[-3000:]}")
-            res = self.kubectl("get", "--raw", "/readyz", check=False)
-            if res.returncode == 0:
-                return
-            last = res.stderr
-            time.sleep(0.5)
-        raise RuntimeError(f"kube-apiserver not ready within {timeout}s: {last[-500:]}\n"
-                           f"{self.logs['kube-apiserver'].read_text()[-3000:]}")
+            return self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0
+        try:
+            wait_for(ready, timeout, "kube-apiserver /readyz", interval=0.5)
+        except AssertionError as exc:
+            raise RuntimeError(f"{exc}\n{self.logs['kube-apiserver'].read_text()[-3000:]}") from None
 
     def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.3):
         """tests.helpers.wait_for, polling less often: each check here is a kubectl process."""

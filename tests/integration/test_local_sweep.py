@@ -15,6 +15,7 @@ import pytest
 
 from benchpilot_runner import manifest as L
 from benchpilot_runner import spec as S
+from tests.bad_manifests import BAD, IDS
 from tests.helpers import BENCHPILOT, EXAMPLES, ROOT, manifest, run_cli, wait_for, write_manifest
 
 pytestmark = pytest.mark.slow
@@ -117,20 +118,14 @@ def test_rerun_with_other_shard_count_runs_only_the_missing(tmp_path):
     assert f"0 cases run now, {doc_small.total_cases} were already done" in second.stderr
 
 
-@pytest.mark.parametrize("change,words", [
-    (lambda d: d["spec"]["matrix"].__setitem__("promptTypes", ["baseline", "sneaky"]),
-     ["spec.matrix.promptTypes[1]", "'sneaky'", "flawed_tool_misuse"]),
-    (lambda d: d["spec"]["matrix"].__setitem__("models", ["bard/x"]),
-     ["spec.matrix.models[0]", "unknown model provider", "sim, openai"]),
-    (lambda d: d["spec"]["sharding"].__setitem__("shards", "two"), ["spec.sharding.shards", "integer"]),
-], ids=["prompt-type", "provider", "shards"])
-def test_bad_manifest_exits_2_with_one_message(tmp_path, change, words):
+@pytest.mark.parametrize("bad", BAD, ids=IDS)
+def test_bad_manifest_exits_2_with_one_message(tmp_path, bad):
     doc = manifest()
-    change(doc)
+    bad.change(doc)
     out = run_cli("run", str(write_manifest(tmp_path / "bad.yaml", doc)), "--output", str(tmp_path / "o"))
     assert out.returncode == 2
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and all(w in lines[0] for w in words), out.stderr
+    assert len(lines) == 1 and all(w in lines[0] for w in (bad.path, *bad.words)), out.stderr
     assert not (tmp_path / "o").exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -63,12 +64,26 @@ class Shard:
         root = s.output.uri.split("://", 1)[1]
         return f"{root}/{s.namespace}/{s.name}/{s.uid}/shard-{self.shard:05d}"
 
+    def cases_done(self) -> int:
+        """Cases with a row so far, from the shard's /metrics (0 while it is not serving yet)."""
+        return metric_cases_done(self.port)
+
     def health(self) -> tuple[int, dict]:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read())
+
+
+def metric_cases_done(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0
+    found = re.search(r'^benchpilot_shard_cases\{[^}]*state="done"[^}]*\} ([0-9.e+]+)$', text, re.M)
+    return int(float(found.group(1))) if found else 0
 
 
 def read_parts(fs, shard_dir: str) -> dict[str, list[dict]]:
@@ -324,8 +339,7 @@ def test_sigterm_flushes_and_exits_within_10s(tmp_path, moto_s3):
     doc["spec"]["matrix"].update(models=["sim/t"], taskTypes=list(W.TASK_TYPES), instances=20)
     sh = Shard(tmp_path, doc, env=moto_s3.env())
     proc = sh.start()
-    wait_for(lambda: (r := _try(sh.health)) and r[0] == 200, timeout=30, what="shard up")
-    time.sleep(2)  # let it finish some cases; nothing is flushed yet (flush thresholds are huge)
+    wait_for(lambda: sh.cases_done() >= 8, timeout=60, what="8 cases done (buffered: the flush thresholds are huge)")
     assert not read_parts(moto_s3.fs(), sh.shard_dir)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -370,12 +384,13 @@ def test_sigterm_exits_within_10s_while_storage_is_frozen(tmp_path, seaweedfs, c
     if command == "run":
         path = tmp_path / "m.yaml"
         path.write_text(json.dumps(doc))
-        proc = subprocess.Popen([*BENCHPILOT, "run", str(path), "--no-progress"], env=sh.env, cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([*BENCHPILOT, "run", str(path), "--no-progress", "--metrics-port", str(sh.port)],
+                                env=sh.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     else:
         proc = sh.start()
     try:
-        time.sleep(4)  # started, some cases done and buffered (nothing flushed: the thresholds are huge)
+        # started, some cases done and buffered (nothing flushed: the thresholds are huge)
+        wait_for(lambda: sh.cases_done() >= 8 or proc.poll() is not None, timeout=60, what="8 cases done")
         assert proc.poll() is None
         seaweedfs.freeze()
         t0 = time.monotonic()

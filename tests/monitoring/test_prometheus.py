@@ -3,14 +3,12 @@ Debian's real Prometheus, scraping a real local sweep's runner and the real oper
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -20,7 +18,8 @@ import pytest
 import yaml
 
 from tests.helpers import BENCHPILOT, ROOT, manifest, write_manifest
-from tests.operator.cluster import Cluster, eventually, register
+from tests.helpers import eventually
+from tests.operator.cluster import Cluster, register
 from tests.servers.s3 import free_port
 
 CHART = ROOT / "charts" / "benchpilot"

@@ -134,20 +134,12 @@ class Cluster:
         await self.job_status(job, {"active": 0, "failed": 1})
 
     def posts(self, fragment: str) -> int:
+        return self.requests("POST", fragment)
+
+    def requests(self, method: str, fragment: str) -> int:
+        """How many ``method`` requests whose URL holds ``fragment`` the API has served so far."""
         reqs = getattr(self.k, "requests", None) or self.k._requests
-        return sum(1 for r in reqs if str(r.method).upper().endswith("POST") and fragment in str(r.url))
-
-
-async def eventually(fn, timeout: float = 15.0, what: str = "condition", interval: float = 0.05):
-    """Await ``fn()`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await fn()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+        return sum(1 for r in reqs if str(r.method).upper().endswith(method) and fragment in str(r.url))
 
 
 @contextlib.asynccontextmanager

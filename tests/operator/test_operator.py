@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -12,7 +11,9 @@ import pytest
 
 from benchpilot_runner import spec as S
 from tests.helpers import BENCHPILOT, ROOT, manifest, pod_env
-from tests.operator.cluster import eventually, operator
+from tests.bad_manifests import BAD
+from tests.helpers import eventually
+from tests.operator.cluster import operator
 from tests.servers.s3 import free_port
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
@@ -142,7 +143,12 @@ async def test_oom_killed_shard_is_recreated_bigger_then_fails_at_the_bound(clus
                 ok = js and js[0]["metadata"]["annotations"]["benchpilot.io/oom-retries"] == str(attempt)
                 return js[0] if ok else None
             job = await eventually(bigger, what=f"job re-created after OOM {attempt}")
-            await asyncio.sleep(1.0)  # several resync beats: the lingering OOMKilled pod must not count again
+            # several reconciles (each lists the run's Jobs): the lingering OOMKilled pod must not count again
+            seen = cluster.requests("GET", f"/namespaces/{ns}/jobs")
+
+            async def passes():
+                return cluster.requests("GET", f"/namespaces/{ns}/jobs") >= seen + 4
+            await eventually(passes, what="four more reconciles of the run")
             (job,) = await cluster.jobs(ns, "oom")
             assert job["metadata"]["annotations"]["benchpilot.io/oom-retries"] == str(attempt)
             sizes.append(int(container(job)["resources"]["requests"]["memory"][:-2]))
@@ -202,6 +208,23 @@ async def test_invalid_spec_is_refused_and_others_still_run(cluster):
         assert await cluster.jobs(ns, "bad") == [] and await cluster.jobs(ns, "huge") == []
         warnings = [e for e in await cluster.events(ns) if e.get("reason") == "InvalidSpec"]
         assert len(warnings) == 1, "one event, not one per resync"
+
+
+async def test_what_the_crd_admits_but_the_parser_refuses_is_an_invalid_spec(cluster):
+    """The table of bad manifests: each one a real API server admits is Ready=False InvalidSpec naming the field."""
+    ns = ns_()
+    rows = [b for b in BAD if b.crd is None and b.path.startswith("spec.")]
+    async with operator(cluster.url):
+        for i, bad in enumerate(rows):
+            doc = run_doc(f"bad{i}", ns)
+            bad.change(doc)
+            await cluster.apply_run(doc)
+        for i, bad in enumerate(rows):
+            st = await status_of(cluster, ns, f"bad{i}", phase="Failed")
+            ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+            assert ready["reason"] == "InvalidSpec" and ready["message"].startswith(bad.path + ":"), (bad.id, ready)
+        for i in range(len(rows)):
+            assert await cluster.jobs(ns, f"bad{i}") == []
 
 
 async def test_concurrency_is_lowered_to_fit(cluster):

@@ -39,7 +39,8 @@ class Registry:
         return found
 
     def installed(self) -> list[str]:
-        return sorted(self._targets)
+        """The built-in names in the order they are declared, then the plug-ins' alphabetically."""
+        return [*self.builtin, *sorted(set(self._targets) - set(self.builtin))]
 
     def get(self, name: str):
         """The plug-in named ``name``; :class:`UnknownPlugin` lists the installed ones."""
@@ -74,8 +75,8 @@ class Registry:
 
 SUITE_ATTRS = ("name", "version", "vocabulary", "config_fields", "parse_config", "prepare")
 SUITES = Registry("benchpilot.suites", "suite", {
-    "workflow": "benchpilot_runner.suites.workflow:SUITE",
     "text2sql": "benchpilot_runner.suites.text2sql:SUITE",
+    "workflow": "benchpilot_runner.suites.workflow:SUITE",
 }, SUITE_ATTRS)
 PROVIDERS = Registry("benchpilot.providers", "model provider", {
     "sim": "benchpilot_runner.providers.sim:PROVIDER",

@@ -8,7 +8,7 @@ its shard's share of the run's budget (the budget divided by the number of shard
 
 from __future__ import annotations
 
-from .spec import Budget
+from .contract.types import Budget
 
 
 class BudgetTracker:

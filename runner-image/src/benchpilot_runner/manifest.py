@@ -13,7 +13,10 @@ from typing import Any, Mapping
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .spec import KIND, RunSpec, SpecError, parse_manifest, show
+from .contract.api import KIND
+from .contract.fields import SpecError, show
+from .contract.parse import parse_manifest
+from .contract.types import RunSpec
 
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000

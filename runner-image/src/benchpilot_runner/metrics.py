@@ -6,7 +6,7 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-from .spec import SHARD_CASES_METRIC
+from .contract.api import SHARD_CASES_METRIC
 
 disable_created_metrics()  # no *_created series: they double the series count and nothing reads them
 

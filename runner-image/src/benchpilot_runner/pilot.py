@@ -8,7 +8,8 @@ from .contract.estimate import PerCase
 from .health import Heartbeat
 from .metrics import RunnerMetrics
 from .models import build_clients
-from .spec import RunSpec, case_at
+from .contract.cases import case_at
+from .contract.types import RunSpec
 from .cases import CaseProgress, make_runner
 
 

@@ -13,7 +13,8 @@ import json
 import numpy as np
 
 from ..spec import STATUSES
-from .frame import SUCCESS, Frame, _combine
+from ..stats.codes import combine
+from .frame import SUCCESS, Frame
 from .groups import SET_KEYS
 from .loading import Loaded, case_details
 
@@ -24,7 +25,7 @@ MAX_MESSAGE_CHARS = 2_000
 
 def _buckets(frame: Frame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     codes = [frame.codes["set"][rows], *(frame.codes[k][rows] for k in BUCKET_KEYS), frame.status[rows] + 1]
-    return _combine(*codes)
+    return combine(*codes)
 
 
 def _quota(sizes: np.ndarray, limit: int) -> int:

@@ -24,23 +24,37 @@ class ReferenceError(ValueError):
 
 
 class _Arms:
-    """The final cases of one result set, keyed for matching: key = (prompt type, item) per model."""
+    """The final cases of one result set, keyed for matching two arms of it."""
 
     def __init__(self, frame: Frame, set_code: int):
         rows = np.flatnonzero(frame.final & (frame.codes["set"] == set_code))
         self.model = frame.codes["model"][rows]
         self.prompt = frame.codes["prompt_type"][rows]
-        self.item = frame.item[rows]
+        self.item = frame.item[rows].astype(np.int64)
         self.success = (frame.status[rows] == SUCCESS).astype(np.float64)
         self.score = frame.values["score"][rows]
         self.width = int(self.item.max()) + 1 if len(rows) else 1
+        self.prompts = int(self.prompt.max()) + 1 if len(rows) else 1
 
-    def pairs(self, a_rows: np.ndarray, b_rows: np.ndarray, key: np.ndarray) -> tuple[Pairs, Pairs]:
-        """Success and score pairs of the rows of two arms matched on ``key`` (the first row of a key that repeats)."""
-        _, ia, ib = np.intersect1d(key[a_rows], key[b_rows], return_indices=True)
-        a, b = a_rows[ia], b_rows[ib]
-        item = self.item[a]
-        return Pairs(self.success[a], self.success[b], item), Pairs(self.score[a], self.score[b], item)
+    def sorted_by(self, mask: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of ``mask`` ordered by ``key``, and their keys."""
+        rows = np.flatnonzero(mask)
+        order = rows[np.argsort(key[rows], kind="stable")]
+        return order, key[order]
+
+    def match(self, a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of two arms (sorted by key, as sorted_by gives them) with the same key, pair by pair."""
+        (a_rows, a_keys), (b_rows, b_keys) = a, b
+        if not len(a_keys):
+            return a_rows, a_rows
+        pos = np.minimum(np.searchsorted(a_keys, b_keys), len(a_keys) - 1)
+        hit = a_keys[pos] == b_keys
+        return a_rows[pos[hit]], b_rows[hit]
+
+    def pairs(self, ai: np.ndarray, bi: np.ndarray) -> tuple[Pairs, Pairs]:
+        """Success and score pairs of matched rows."""
+        success = Pairs(self.success[ai], self.success[bi], self.item[ai])
+        return success, success.same_items(self.score[ai], self.score[bi])
 
 
 def _verdicts(rows: list[dict], confidence: float) -> None:
@@ -56,7 +70,7 @@ def _compare(success: Pairs, score: Pairs, confidence: float) -> dict:
     test = success_test(success)
     n = len(success)
     return {
-        "pairs": n, "items": int(len(np.unique(success.item))),
+        "pairs": n, "items": int(len(success.clusters.size)) if n else 0,
         "a_success": float(success.a.mean()) if n else None, "b_success": float(success.b.mean()) if n else None,
         "success_diff": difference(success, confidence).to_json(),
         "a_only": test.a_only, "b_only": test.b_only, "discordance": (test.a_only + test.b_only) / n if n else None,
@@ -76,14 +90,16 @@ def models(frame: Frame, confidence: float = 0.95) -> list[dict]:
     out = []
     for s in range(len(frame.sets)):
         arms = _Arms(frame, s)
-        codes = np.unique(arms.model)
-        rate = {int(m): float(arms.success[arms.model == m].mean()) for m in codes}
+        counts = np.bincount(arms.model)
+        wins = np.bincount(arms.model, weights=arms.success)
+        rate = {int(m): float(wins[m] / counts[m]) for m in np.flatnonzero(counts)}
         order = sorted(rate, key=lambda m: (-rate[m], frame.label("model", m)))
-        key = arms.prompt * arms.width + arms.item
+        key = arms.prompt.astype(np.int64) * arms.width + arms.item  # the same prompt type and item
+        arm = {m: arms.sorted_by(arms.model == m, key) for m in order}
         rows = []
         for i, a in enumerate(order):
             for b in order[i + 1:]:
-                success, score = arms.pairs(np.flatnonzero(arms.model == a), np.flatnonzero(arms.model == b), key)
+                success, score = arms.pairs(*arms.match(arm[a], arm[b]))
                 rows.append({"a": frame.label("model", a), "b": frame.label("model", b),
                              **_compare(success, score, confidence)})
         _verdicts(rows, confidence)
@@ -132,23 +148,26 @@ def robustness(frame: Frame, reference: str | None = None, confidence: float = 0
             out.append({**head, "rows": [], "note": f"reference prompt type {ref!r} is not in this result set"
                         if ref else "no reference prompt type: give --reference"})
             continue
-        r = labels.index(ref)
-        rows = []
-        for p in (int(p) for p in np.unique(arms.prompt) if p != r):
-            for m in [*(int(m) for m in np.unique(arms.model)), None]:
-                rows.append(_robust_row(frame, arms, p, r, m, confidence))
-        rows = [row for row in rows if row is not None]
+        rows = _robust_rows(frame, arms, labels.index(ref), confidence)
         _verdicts(rows, confidence)
         out.append({**head, "rows": rows})
     return out
 
 
-def _robust_row(frame: Frame, arms: _Arms, p: int, r: int, model: int | None, confidence: float) -> dict | None:
-    mine = np.ones(len(arms.model), bool) if model is None else arms.model == model
-    a_rows, b_rows = np.flatnonzero(mine & (arms.prompt == p)), np.flatnonzero(mine & (arms.prompt == r))
-    if not len(a_rows) and model is not None:
-        return None
-    key = arms.model * arms.width + arms.item
-    success, score = arms.pairs(a_rows, b_rows, key)
+def _robust_rows(frame: Frame, arms: _Arms, ref: int, confidence: float) -> list[dict]:
+    """Per prompt type: the pairs (same model, same item) with the reference, per model and pooled."""
+    key = arms.model.astype(np.int64) * arms.width + arms.item
+    reference = arms.sorted_by(arms.prompt == ref, key)
+    rows = []
+    for p in (int(p) for p in np.flatnonzero(np.bincount(arms.prompt)) if p != ref):
+        ai, bi = arms.match(arms.sorted_by(arms.prompt == p, key), reference)
+        for m in np.flatnonzero(np.bincount(arms.model[arms.prompt == p])):
+            mine = arms.model[ai] == m
+            rows.append(_robust_row(frame, p, int(m), *arms.pairs(ai[mine], bi[mine]), confidence))
+        rows.append(_robust_row(frame, p, None, *arms.pairs(ai, bi), confidence))
+    return rows
+
+
+def _robust_row(frame: Frame, p: int, model: int | None, success: Pairs, score: Pairs, confidence: float) -> dict:
     return {"model": frame.label("model", model) if model is not None else None, "pooled": model is None,
             "prompt_type": frame.label("prompt_type", p), **_compare(success, score, confidence)}

@@ -15,10 +15,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..spec import FINAL_STATUSES, STATUSES
+from ..stats.codes import combine
 from .loading import EXTRA_PREFIX, Loaded
 
-NAMES = ("namespace", "run", "uid", "suite", "model", "prompt_type", "difficulty", "task_type", "error_type")
-VALUES = ("score", "latency_s", "prompt_tokens", "completion_tokens", "cost_usd")
+SET_NAMES = ("namespace", "run", "uid", "suite")  # only to tell result sets apart (one suite per set)
+NAMES = ("model", "prompt_type", "difficulty", "task_type", "error_type")
 SUCCESS = STATUSES.index("success")
 PARTIAL = STATUSES.index("partial")
 FINAL_CODES = [STATUSES.index(s) for s in FINAL_STATUSES]
@@ -27,8 +28,8 @@ FINAL_CODES = [STATUSES.index(s) for s in FINAL_STATUSES]
 @dataclass
 class Frame:
     labels: dict[str, list]  # name column -> its labels, sorted; codes index into them
-    codes: dict[str, np.ndarray]  # name column -> int64 code per case, and "set" (result set)
-    values: dict[str, np.ndarray]  # float64 per case (a missing value is 0)
+    codes: dict[str, np.ndarray]  # name column -> int32 code per case, and "set" (result set)
+    values: dict[str, np.ndarray]  # per case (a missing value is 0): float64, tokens as integers
     flags: dict[str, np.ndarray]  # a suite's summary flag -> 0/1 per case
     status: np.ndarray  # index into STATUSES (-1: not a known status)
     instance: np.ndarray
@@ -43,10 +44,17 @@ class Frame:
 
     @property
     def final(self) -> np.ndarray:
-        return np.isin(self.status, FINAL_CODES)
+        """A mask of the cases with a final outcome (computed once)."""
+        if getattr(self, "_final", None) is None or len(self._final) != len(self.status):
+            self._final = np.isin(self.status, FINAL_CODES)
+        return self._final
 
     def label(self, name: str, code: int):
         return self.labels[name][code]
+
+
+def _small(codes: np.ndarray) -> np.ndarray:
+    return codes.astype(np.int32 if len(codes) < 2 ** 31 else np.int64, copy=False)
 
 
 def _codes(column: pa.ChunkedArray, keep: np.ndarray) -> tuple[np.ndarray, list]:
@@ -60,9 +68,9 @@ def _codes(column: pa.ChunkedArray, keep: np.ndarray) -> tuple[np.ndarray, list]
     null = len(labels)
     idx = np.concatenate([c.indices.fill_null(null).to_numpy(zero_copy_only=False) for c in column.chunks])[keep]
     labels.append(None)
-    used = np.unique(idx)
+    used = np.flatnonzero(np.bincount(idx, minlength=len(labels)))
     order = sorted(used.tolist(), key=lambda u: (labels[u] is None, str(labels[u])))
-    remap = np.zeros(len(labels), np.int64)
+    remap = np.zeros(len(labels), np.int32)
     remap[order] = np.arange(len(order))
     return remap[idx], [labels[u] for u in order]
 
@@ -71,39 +79,53 @@ def _numbers(column: pa.ChunkedArray, keep: np.ndarray, dtype=np.float64) -> np.
     return pc.fill_null(column, 0).to_numpy().astype(dtype, copy=False)[keep]
 
 
-def _combine(*codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One dense code per distinct combination of several code arrays, and the first row of each."""
-    key = np.zeros(len(codes[0]), np.int64)
-    for c in codes:
-        key = key * (int(c.max()) + 1 if len(c) else 1) + c
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return inverse.astype(np.int64), first
+def _integers(column: pa.ChunkedArray, keep: np.ndarray) -> np.ndarray:
+    """Counts per case as int32 (int64 only if one does not fit)."""
+    values = _numbers(column, keep, np.int64)
+    return values.astype(np.int32) if not len(values) or int(np.abs(values).max()) < 2 ** 31 else values
+
+
+def _name_codes(raw: pa.Table, names, keep: np.ndarray) -> tuple[dict, dict]:
+    codes, labels = {}, {}
+    for name in names:
+        if name in raw.column_names:
+            codes[name], labels[name] = _codes(raw.column(name), keep)
+        else:
+            codes[name], labels[name] = np.zeros(int(keep.sum()), np.int32), [None]
+    return codes, labels
+
+
+def _sets(frame: Frame, raw: pa.Table, keep: np.ndarray) -> None:
+    """The result set of each case, its (namespace, run, uid) and suite, and each case's item."""
+    codes, labels = _name_codes(raw, SET_NAMES, keep)
+    code, first = combine(codes["namespace"], codes["run"], codes["uid"])
+    frame.codes["set"] = _small(code)
+    frame.sets = [tuple(labels[k][codes[k][r]] for k in ("namespace", "run", "uid")) for r in first]
+    frame.set_suite = [labels["suite"][codes["suite"][r]] for r in first]
+    inst = frame.instance - frame.instance.min()
+    item, _ = combine(frame.codes["set"], frame.codes["difficulty"], frame.codes["task_type"], inst)
+    frame.item = _small(item)
 
 
 def build(loaded: Loaded) -> Frame:
     raw = loaded.raw
     keep = loaded.keep
-    labels, codes = {}, {}
-    for name in NAMES:
-        if name in raw.column_names:
-            codes[name], labels[name] = _codes(raw.column(name), keep)
-        else:
-            codes[name], labels[name] = np.zeros(int(keep.sum()), np.int64), [None]
+    codes, labels = _name_codes(raw, NAMES, keep)
     status_codes, status_labels = _codes(raw.column("status"), keep)
-    index = np.array([STATUSES.index(s) if s in STATUSES else -1 for s in status_labels] or [-1], np.int64)
+    index = np.array([STATUSES.index(s) if s in STATUSES else -1 for s in status_labels] or [-1], np.int8)
     frame = Frame(labels=labels, codes=codes,
-                  values={v: _numbers(raw.column(v), keep) for v in VALUES},
+                  values={"score": _numbers(raw.column("score"), keep),
+                          "latency_s": _numbers(raw.column("latency_s"), keep),
+                          "cost_usd": _numbers(raw.column("cost_usd"), keep),
+                          "prompt_tokens": _integers(raw.column("prompt_tokens"), keep),
+                          "completion_tokens": _integers(raw.column("completion_tokens"), keep)},
                   flags={c[len(EXTRA_PREFIX):]: _numbers(raw.column(c), keep, np.int8)
                          for c in raw.column_names if c.startswith(EXTRA_PREFIX)},
-                  status=index[status_codes], instance=_numbers(raw.column("instance"), keep, np.int64),
-                  attempt=_numbers(pc.fill_null(raw.column("attempt"), 1), keep, np.int64),
-                  raw_row=np.flatnonzero(keep))
+                  status=index[status_codes], instance=_integers(raw.column("instance"), keep),
+                  attempt=_integers(pc.fill_null(raw.column("attempt"), 1), keep),
+                  raw_row=_small(np.flatnonzero(keep)))
     if len(frame):
-        frame.codes["set"], first = _combine(codes["namespace"], codes["run"], codes["uid"])
-        frame.sets = [tuple(labels[k][codes[k][r]] for k in ("namespace", "run", "uid")) for r in first]
-        frame.set_suite = [labels["suite"][codes["suite"][r]] for r in first]
-        inst = frame.instance - frame.instance.min()
-        frame.item, _ = _combine(frame.codes["set"], codes["difficulty"], codes["task_type"], inst)
+        _sets(frame, raw, keep)
     else:
-        frame.codes["set"] = np.zeros(0, np.int64)
+        frame.codes["set"] = np.zeros(0, np.int32)
     return frame

@@ -12,7 +12,8 @@ import numpy as np
 
 from ..spec import STATUSES
 from ..stats.intervals import Clusters, Interval, mean_interval, rate_interval
-from .frame import PARTIAL, SUCCESS, Frame, _combine
+from ..stats.codes import combine
+from .frame import PARTIAL, SUCCESS, Frame
 
 SET_KEYS = ("namespace", "run", "uid")
 
@@ -21,7 +22,7 @@ def group_codes(frame: Frame, keys: list[str]) -> tuple[np.ndarray, list[dict]]:
     """Each case's group (dense codes in the order of the keys' sorted labels) and each group's keys."""
     if not keys:
         return np.zeros(len(frame), np.int64), [{}]
-    code, first = _combine(*(frame.codes[k] for k in keys))
+    code, first = combine(*(frame.codes[k] for k in keys))
     out = []
     for r in first:
         row: dict = {}
@@ -45,11 +46,12 @@ class _Measures:
         final = frame.final
         fin = Clusters(group[final], frame.item[final], n)
         self.confidence = confidence
-        self.success = fin.moments(frame.status[final] == SUCCESS)
-        self.partial = fin.moments(frame.status[final] == PARTIAL)
+        status = frame.status[final]
+        self.success = fin.moments(status == SUCCESS, binary=True)
+        self.partial = fin.moments(status == PARTIAL, binary=True)
         self.score = fin.moments(frame.values["score"][final])
         self.latency = Clusters(group, frame.item, n).moments(frame.values["latency_s"])
-        self.flags = {f: fin.moments(a[final]) for f, a in sorted(frame.flags.items())}
+        self.flags = {f: fin.moments(a[final] > 0, binary=True) for f, a in sorted(frame.flags.items())}
         known = frame.status >= 0
         self.counts = np.bincount(group[known] * len(STATUSES) + frame.status[known],
                                   minlength=n * len(STATUSES)).reshape(n, len(STATUSES))

@@ -28,7 +28,7 @@ log = logging.getLogger("benchpilot.report")
 READ_COLUMNS = ("namespace", "run", "case_id", "suite", "model", "prompt_type", "difficulty", "task_type", "instance",
                 "status", "score", "error_type", "latency_s", "attempt", "prompt_tokens", "completion_tokens",
                 "cost_usd", "finished_at")
-DETAIL_COLUMNS = ("case_id", "error_message", "details", "turns", "tool_calls")  # read back for listed cases only
+DETAIL_COLUMNS = ("error_message", "details", "turns", "tool_calls")  # read back for listed cases only
 EXTRA_PREFIX = "x_"  # a suite's summary flag, read out of the details JSON per part (details are then dropped)
 
 def _summary_fields(suite: str) -> tuple[str, ...]:
@@ -186,5 +186,6 @@ def case_details(loaded: Loaded, rows: np.ndarray) -> dict[int, dict]:
             log.warning("part unreadable for case details", extra={"part": loaded.part_paths[part], "error": str(exc)})
             continue
         got = table.take(pa.array(mine - loaded.part_starts[part])).to_pylist()
-        out.update(zip(mine.tolist(), got))
+        ids = loaded.raw.column("case_id").take(pa.array(mine)).to_pylist()
+        out.update((r, {**g, "case_id": i}) for r, g, i in zip(mine.tolist(), got, ids))
     return out

@@ -14,6 +14,13 @@ from .loading import EXTRA_PREFIX, Loaded, _plain
 CONFIDENCE = 0.95
 
 
+def _distinct_case_ids(loaded: Loaded, frame: Frame) -> int:
+    """Case ids over every result set (a case id in two sets counts once): one per kept row in one set."""
+    if len(frame.sets) <= 1:
+        return len(frame)
+    return int(pc.count_distinct(loaded.raw.column("case_id").take(frame.raw_row)).as_py())
+
+
 def _totals(loaded: Loaded, frame: Frame) -> dict:
     t = loaded.raw
     known = frame.status[frame.status >= 0]
@@ -27,7 +34,7 @@ def _totals(loaded: Loaded, frame: Frame) -> dict:
         "suites": suites,
         "flags": [c[len(EXTRA_PREFIX):] for c in t.column_names if c.startswith(EXTRA_PREFIX)],
         "total": len(frame),
-        "distinct_case_ids": int(pc.count_distinct(t.column("case_id")).as_py()) if t.num_rows else 0,
+        "distinct_case_ids": _distinct_case_ids(loaded, frame),
         "final": sum(status[s] for s in FINAL_STATUSES),
         "retryable": status["error"] + status["timeout"],
         "duplicate_rows_dropped": loaded.duplicates,

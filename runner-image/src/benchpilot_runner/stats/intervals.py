@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .codes import factorize
 from .distributions import norm_ppf, t_ppf
 
 TOO_SMALL = "n too small"
@@ -77,30 +78,34 @@ class Clusters:
 
     def __init__(self, group: np.ndarray, item: np.ndarray, n_groups: int):
         group = np.asarray(group, dtype=np.int64)
-        item = np.asarray(item, dtype=np.int64)
         width = int(item.max()) + 1 if len(item) else 1
-        combined = group * width + item
-        keys, self.row_cluster = np.unique(combined, return_inverse=True)
-        self.cluster_group = keys // width
+        self.row_cluster, keys = factorize(group * width + item, n_groups * width)
+        self.cluster_group = keys // width  # ascending: a group's clusters are contiguous
         self.row_group = group
         self.n_groups = n_groups
         self.size = np.bincount(self.row_cluster, minlength=len(keys)).astype(np.float64)
+        self.n = np.bincount(self.cluster_group, weights=self.size, minlength=n_groups)
+        self.clusters = np.bincount(self.cluster_group, minlength=n_groups)
+        self.largest = np.zeros(n_groups)
+        if len(keys):
+            starts = np.flatnonzero(np.r_[True, self.cluster_group[1:] != self.cluster_group[:-1]])
+            self.largest[self.cluster_group[starts]] = np.maximum.reduceat(self.size, starts)
 
-    def moments(self, y: np.ndarray) -> Moments:
+    def moments(self, y: np.ndarray, binary: bool = False) -> Moments:
+        """The moments of ``y`` per group; ``binary``: y is 0/1, so sum (y - m)^2 = T (N - T) / N exactly."""
         y = np.asarray(y, dtype=np.float64)
         g = self.n_groups
         sums = np.bincount(self.row_cluster, weights=y, minlength=len(self.size))
-        n = np.bincount(self.cluster_group, weights=self.size, minlength=g)
         total = np.bincount(self.cluster_group, weights=sums, minlength=g)
-        mean = np.divide(total, n, out=np.zeros(g), where=n > 0)
+        mean = np.divide(total, self.n, out=np.zeros(g), where=self.n > 0)
         resid = sums - self.size * mean[self.cluster_group]
         ss_cluster = np.bincount(self.cluster_group, weights=resid * resid, minlength=g)
-        row_resid = y - mean[self.row_group]
-        ss_rows = np.bincount(self.row_group, weights=row_resid * row_resid, minlength=g)
-        clusters = np.bincount(self.cluster_group, minlength=g)
-        largest = np.zeros(g)
-        np.maximum.at(largest, self.cluster_group, self.size)
-        return Moments(n, clusters, total, ss_cluster, ss_rows, largest)
+        if binary:
+            ss_rows = np.divide(total * (self.n - total), self.n, out=np.zeros(g), where=self.n > 0)
+        else:
+            row_resid = y - mean[self.row_group]
+            ss_rows = np.bincount(self.row_group, weights=row_resid * row_resid, minlength=g)
+        return Moments(self.n, self.clusters, total, ss_cluster, ss_rows, self.largest)
 
 
 def z_value(confidence: float) -> float:

@@ -27,20 +27,36 @@ from .intervals import Clusters, Interval, Moments, mean_interval, standard_erro
 BOUNDS = (-1.0, 1.0)  # a difference of two rates or scores in [0, 1]
 
 
-@dataclass(frozen=True)
 class Pairs:
     """The matched pairs of a comparison: the two arms' values and each pair's item."""
 
-    a: np.ndarray
-    b: np.ndarray
-    item: np.ndarray
+    def __init__(self, a: np.ndarray, b: np.ndarray, item: np.ndarray, clusters: Clusters | None = None):
+        self.a, self.b, self.item = np.asarray(a), np.asarray(b), np.asarray(item)
+        self._clusters = clusters
+        self._moments: Moments | None = None
 
     def __len__(self) -> int:
         return len(self.a)
 
+    @property
+    def clusters(self) -> Clusters:
+        if self._clusters is None:
+            self._clusters = Clusters(np.zeros(len(self.a), dtype=np.int64), self.item, 1)
+        return self._clusters
+
+    def same_items(self, a: np.ndarray, b: np.ndarray) -> "Pairs":
+        """Other values of the same pairs (the clustering is computed once)."""
+        return Pairs(a, b, self.item, self.clusters)
+
+    @property
+    def repeats(self) -> bool:
+        return len(self.clusters.size) < len(self.a)
+
     def moments(self) -> Moments:
-        d = np.asarray(self.a, dtype=np.float64) - np.asarray(self.b, dtype=np.float64)
-        return Clusters(np.zeros(len(d), dtype=np.int64), self.item, 1).moments(d)
+        if self._moments is None:
+            d = np.asarray(self.a, dtype=np.float64) - np.asarray(self.b, dtype=np.float64)
+            self._moments = self.clusters.moments(d)
+        return self._moments
 
 
 def difference(pairs: Pairs, confidence: float = 0.95) -> Interval:
@@ -61,8 +77,7 @@ def mcnemar_exact(a_only: int, b_only: int) -> float:
 def mcnemar_clustered(pairs: Pairs) -> float:
     """Durkalski's clustered McNemar p-value (chi-square, 1 df) for 0/1 outcomes."""
     d = np.asarray(pairs.a, dtype=np.float64) - np.asarray(pairs.b, dtype=np.float64)
-    _, cluster = np.unique(np.asarray(pairs.item), return_inverse=True)
-    per_item = np.bincount(cluster, weights=d)
+    per_item = np.bincount(pairs.clusters.row_cluster, weights=d)
     den = float(np.dot(per_item, per_item))
     if den == 0.0:
         return 1.0
@@ -99,8 +114,7 @@ def success_test(pairs: Pairs) -> SuccessTest:
     a, b = np.asarray(pairs.a) > 0.5, np.asarray(pairs.b) > 0.5
     a_only, b_only = int(np.count_nonzero(a & ~b)), int(np.count_nonzero(b & ~a))
     exact = mcnemar_exact(a_only, b_only)
-    repeats = len(pairs) > 0 and len(np.unique(np.asarray(pairs.item))) < len(pairs)
-    if repeats:
+    if len(pairs) > 0 and pairs.repeats:
         return SuccessTest(a_only, b_only, exact, mcnemar_clustered(pairs), "mcnemar-clustered")
     return SuccessTest(a_only, b_only, exact, None, "mcnemar-exact")
 

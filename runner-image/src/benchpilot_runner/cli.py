@@ -138,7 +138,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         check_number(args.pilot, "--pilot", minimum=0, maximum=1000, integer=True)
         check_number(args.discordance, "--discordance", minimum=0, maximum=1, exclusive_min=True)
         if args.detect is not None:
-            check_number(args.detect, "--detect", minimum=0, maximum=args.discordance, exclusive_min=True)
+            check_number(args.detect, "--detect", minimum=0, maximum=1, exclusive_min=True)
+            if args.detect > args.discordance:
+                raise SpecError("--detect", f"{args.detect:g} is more than the discordance {args.discordance:g}: two "
+                                            "cells cannot differ on more items than they disagree on (--discordance)")
         if args.pilot:
             from .pilot import run_pilot
 

@@ -59,6 +59,8 @@ def check_groups(summary: dict, df, check: Checker, several: bool) -> None:
         for name, rows in df.groupby(by):
             check.interval(got[name]["latency_s"], ref.mean_ci(rows["latency_s"], rows[ref.ITEM].to_numpy(), None),
                            f"{key} {name} latency")
+            assert got[name]["max_attempt"] == rows["attempt"].max() and got[name]["cases"] == len(rows)
+            assert got[name]["counts"] == {s: int((rows["status"] == s).sum()) for s in got[name]["counts"]}
 
 
 def _pair(check: Checker, row: dict, merged, cluster_cols: list[str], where: str) -> tuple[float | None, float | None]:

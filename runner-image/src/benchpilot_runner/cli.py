@@ -14,6 +14,33 @@ from .spec import CONFIG_ERROR_EXIT, SpecError, check_number
 log = logging.getLogger("benchpilot.cli")
 
 
+def _plan_parser(sub) -> None:
+    plan = sub.add_parser("plan", help="estimate cases, memory, requests, tokens, cost and time before running")
+    plan.add_argument("manifest")
+    plan.add_argument("--pilot", type=int, default=0, metavar="N",
+                      help="run N real cases per model first (costs what they cost) and estimate from them")
+    plan.add_argument("--format", choices=("text", "json"), default="text")
+    plan.add_argument("--detect", type=float, metavar="D",
+                      help="also say how many instances per cell detect a paired difference D in success rate "
+                           "(e.g. 0.05) with 80%% power")
+    plan.add_argument("--discordance", type=float, default=0.5, metavar="PSI",
+                      help="the share of items two compared cells disagree on (default 0.5, the most two arms "
+                           "disagreeing at random do; a report of an earlier run measures it)")
+
+
+def _report_parser(sub) -> None:
+    rep = sub.add_parser("report", help="summarise the results under a URI, deduplicated by case id")
+    rep.add_argument("uri", help="results root, run folder or shard folder (any fsspec URI)")
+    rep.add_argument("--format", choices=("table", "json"), default="table")
+    rep.add_argument("--plot", metavar="FILE.png", help="also draw success rate per model × prompt type")
+    rep.add_argument("--html", metavar="FILE.html", help="also write the whole report as one self-contained HTML file")
+    rep.add_argument("--reference", metavar="PROMPT_TYPE",
+                     help="the prompt type the others are compared with (default: workflow optimal, text2sql zero_shot)")
+    rep.add_argument("--max-cases", type=int, default=1000, metavar="N",
+                     help="list at most N non-success cases with their details in --html and --format json "
+                          "(default 1000)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchpilot", description="Run LLM benchmark sweeps, locally or sharded.")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -27,31 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache", help="a cache folder made by 'benchpilot cache build' (embedding retrieval)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar or summary table")
 
-    plan = sub.add_parser("plan", help="estimate cases, memory, requests, tokens, cost and time before running")
-    plan.add_argument("manifest")
-    plan.add_argument("--pilot", type=int, default=0, metavar="N",
-                      help="run N real cases per model first (costs what they cost) and estimate from them")
-    plan.add_argument("--format", choices=("text", "json"), default="text")
-    plan.add_argument("--detect", type=float, metavar="D",
-                      help="also say how many instances per cell detect a paired difference D in success rate "
-                           "(e.g. 0.05) with 80%% power")
-    plan.add_argument("--discordance", type=float, default=0.5, metavar="PSI",
-                      help="the share of items two compared cells disagree on (default 0.5, the most two arms "
-                           "disagreeing at random do; a report of an earlier run measures it)")
+    _plan_parser(sub)
 
     shard = sub.add_parser("shard", help="run one shard (the pod entry point; shard from BENCHPILOT_SHARD[S])")
     shard.add_argument("--spec", help="resolved spec path (default $BENCHPILOT_SPEC or /etc/benchpilot/run.json)")
 
-    rep = sub.add_parser("report", help="summarise the results under a URI, deduplicated by case id")
-    rep.add_argument("uri", help="results root, run folder or shard folder (any fsspec URI)")
-    rep.add_argument("--format", choices=("table", "json"), default="table")
-    rep.add_argument("--plot", metavar="FILE.png", help="also draw success rate per model × prompt type")
-    rep.add_argument("--html", metavar="FILE.html", help="also write the whole report as one self-contained HTML file")
-    rep.add_argument("--reference", metavar="PROMPT_TYPE",
-                     help="the prompt type the others are compared with (default: workflow optimal, text2sql zero_shot)")
-    rep.add_argument("--max-cases", type=int, default=1000, metavar="N",
-                     help="list at most N non-success cases with their details in --html and --format json "
-                          "(default 1000)")
+    _report_parser(sub)
 
     cache = sub.add_parser("cache", help="the shared read-only model and embedding cache")
     csub = cache.add_subparsers(dest="cache_command", required=True)

@@ -53,8 +53,10 @@ class Frame:
         return self.labels[name][code]
 
 
-def _small(codes: np.ndarray) -> np.ndarray:
-    return codes.astype(np.int32 if len(codes) < 2 ** 31 else np.int64, copy=False)
+def _small(codes: np.ndarray, bound: int | None = None) -> np.ndarray:
+    """Codes in the smallest integer type that holds them (``bound``: their largest value, else len)."""
+    top = len(codes) if bound is None else bound
+    return codes.astype(np.int16 if top < 2 ** 15 else np.int32 if top < 2 ** 31 else np.int64, copy=False)
 
 
 def _codes(column: pa.ChunkedArray, keep: np.ndarray) -> tuple[np.ndarray, list]:
@@ -70,7 +72,7 @@ def _codes(column: pa.ChunkedArray, keep: np.ndarray) -> tuple[np.ndarray, list]
     labels.append(None)
     used = np.flatnonzero(np.bincount(idx, minlength=len(labels)))
     order = sorted(used.tolist(), key=lambda u: (labels[u] is None, str(labels[u])))
-    remap = np.zeros(len(labels), np.int32)
+    remap = _small(np.zeros(len(labels), np.int64), len(labels))
     remap[order] = np.arange(len(order))
     return remap[idx], [labels[u] for u in order]
 
@@ -91,7 +93,7 @@ def _name_codes(raw: pa.Table, names, keep: np.ndarray) -> tuple[dict, dict]:
         if name in raw.column_names:
             codes[name], labels[name] = _codes(raw.column(name), keep)
         else:
-            codes[name], labels[name] = np.zeros(int(keep.sum()), np.int32), [None]
+            codes[name], labels[name] = np.zeros(int(keep.sum()), np.int16), [None]
     return codes, labels
 
 
@@ -99,12 +101,12 @@ def _sets(frame: Frame, raw: pa.Table, keep: np.ndarray) -> None:
     """The result set of each case, its (namespace, run, uid) and suite, and each case's item."""
     codes, labels = _name_codes(raw, SET_NAMES, keep)
     code, first = combine(codes["namespace"], codes["run"], codes["uid"])
-    frame.codes["set"] = _small(code)
+    frame.codes["set"] = _small(code, len(first))
     frame.sets = [tuple(labels[k][codes[k][r]] for k in ("namespace", "run", "uid")) for r in first]
     frame.set_suite = [labels["suite"][codes["suite"][r]] for r in first]
     inst = frame.instance - frame.instance.min()
     item, _ = combine(frame.codes["set"], frame.codes["difficulty"], frame.codes["task_type"], inst)
-    frame.item = _small(item)
+    frame.item = _small(item, int(item.max()) + 1)
 
 
 def build(loaded: Loaded) -> Frame:
@@ -123,9 +125,10 @@ def build(loaded: Loaded) -> Frame:
                          for c in raw.column_names if c.startswith(EXTRA_PREFIX)},
                   status=index[status_codes], instance=_integers(raw.column("instance"), keep),
                   attempt=_integers(pc.fill_null(raw.column("attempt"), 1), keep),
-                  raw_row=_small(np.flatnonzero(keep)))
+                  raw_row=_small(np.flatnonzero(keep), len(keep)))
     if len(frame):
         _sets(frame, raw, keep)
     else:
         frame.codes["set"] = np.zeros(0, np.int32)
+    pa.default_memory_pool().release_unused()
     return frame

@@ -58,7 +58,8 @@ class _Measures:
         self.sums = {v: np.bincount(group, weights=frame.values[v], minlength=n)
                      for v in ("prompt_tokens", "completion_tokens", "cost_usd")}
         self.max_attempt = np.ones(n, np.int64)
-        np.maximum.at(self.max_attempt, group, frame.attempt)
+        for a in np.flatnonzero(np.bincount(frame.attempt.clip(1, None)))[1:]:  # the few attempt numbers seen
+            self.max_attempt[np.bincount(group[frame.attempt == a], minlength=n) > 0] = a
 
     def row(self, i: int) -> dict:
         c = self.confidence

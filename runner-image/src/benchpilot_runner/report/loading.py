@@ -164,6 +164,7 @@ def load(uri: str) -> Loaded:
     else:
         raw = pa.table({c: pa.array([], pa.string()) for c in (*READ_COLUMNS, "uid")})
         losers = pa.array([], pa.int64())
+    pa.default_memory_pool().release_unused()  # the parts' and the sort's buffers: back to the system
     return Loaded(raw=raw, losers=losers, parts=len(parts), unreadable=unreadable, part_paths=tuple(read),
                   part_starts=starts, fs=fs)
 
@@ -177,6 +178,7 @@ def case_details(loaded: Loaded, rows: np.ndarray) -> dict[int, dict]:
     if not len(rows) or loaded.part_starts is None:
         return {}
     part_of = np.searchsorted(loaded.part_starts, rows, side="right") - 1
+    ids = dict(zip(rows.tolist(), loaded.raw.column("case_id").take(pa.array(rows)).to_pylist()))
     out: dict[int, dict] = {}
     for part in np.unique(part_of):
         mine = rows[part_of == part]
@@ -186,6 +188,5 @@ def case_details(loaded: Loaded, rows: np.ndarray) -> dict[int, dict]:
             log.warning("part unreadable for case details", extra={"part": loaded.part_paths[part], "error": str(exc)})
             continue
         got = table.take(pa.array(mine - loaded.part_starts[part])).to_pylist()
-        ids = loaded.raw.column("case_id").take(pa.array(mine)).to_pylist()
-        out.update((r, {**g, "case_id": i}) for r, g, i in zip(mine.tolist(), got, ids))
+        out.update((r, {**g, "case_id": ids[r]}) for r, g in zip(mine.tolist(), got))
     return out

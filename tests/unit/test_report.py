@@ -128,3 +128,20 @@ def test_the_html_report_is_one_file_with_nothing_fetched(tmp_path):
     assert "SELECT" in text and "exec acc" in text  # the case details, and text2sql's name for success
     bad = run_cli("report", str(tmp_path), "--html", str(tmp_path / "no" / "such" / "r.html"))
     assert bad.returncode == 2 and "--html" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_an_empty_root_and_a_reference_without_outcomes_are_reported_not_crashed(tmp_path):
+    (tmp_path / "empty").mkdir()
+    done, summary = _report(tmp_path / "empty", "--format", "json", "--html", str(tmp_path / "e.html"))
+    assert done.returncode == 0 and summary["total"] == 0 and summary["comparisons"] == []
+    assert (tmp_path / "e.html").read_text().startswith("<!DOCTYPE html>")
+    rows = [{"model": "m", "prompt_type": p, "difficulty": "easy", "task_type": "t", "instance": i,
+             "status": "success", "score": 1.0, "latency_s": 0.1, "valid": True, "case_id": f"{p}{i}"}
+            for p in ("optimal", "baseline") for i in range(3)]
+    shard = tmp_path / "r" / "default" / "r" / "u" / "shard-00000"
+    shard.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([_row(r, "r", "workflow", 1, False, status="timeout" if
+                                              r["prompt_type"] == "optimal" else None) for r in rows],
+                                        schema=SCHEMA), shard / "part-00001-00000-w.parquet")
+    _, summary = _report(tmp_path / "r", "--format", "json")
+    assert "'optimal' has no case with a final outcome" in summary["robustness"][0]["note"]

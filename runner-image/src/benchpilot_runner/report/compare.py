@@ -145,13 +145,21 @@ def robustness(frame: Frame, reference: str | None = None, confidence: float = 0
         labels = frame.labels["prompt_type"]
         head = {**_set_keys(frame, s), "reference": ref}
         if ref is None or ref not in labels or not np.any(arms.prompt == labels.index(ref)):
-            out.append({**head, "rows": [], "note": f"reference prompt type {ref!r} is not in this result set"
-                        if ref else "no reference prompt type: give --reference"})
+            out.append({**head, "rows": [], "note": _no_reference(frame, s, ref)})
             continue
         rows = _robust_rows(frame, arms, labels.index(ref), confidence)
         _verdicts(rows, confidence)
         out.append({**head, "rows": rows})
     return out
+
+
+def _no_reference(frame: Frame, s: int, ref: str | None) -> str:
+    if ref is None:
+        return "no reference prompt type for this suite: give --reference"
+    labels = frame.labels["prompt_type"]
+    if ref in labels and np.any((frame.codes["set"] == s) & (frame.codes["prompt_type"] == labels.index(ref))):
+        return f"reference prompt type {ref!r} has no case with a final outcome in this result set"
+    return f"reference prompt type {ref!r} is not in this result set"
 
 
 def _robust_rows(frame: Frame, arms: _Arms, ref: int, confidence: float) -> list[dict]:

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..sink import list_parts, open_uri, read_part
+from ..sink import SCHEMA, list_parts, open_uri, read_part
 from ..spec import FINAL_STATUSES
 
 log = logging.getLogger("benchpilot.report")
@@ -162,7 +162,8 @@ def load(uri: str) -> Loaded:
         del tables
         losers = losers_of(raw, winners(raw))
     else:
-        raw = pa.table({c: pa.array([], pa.string()) for c in (*READ_COLUMNS, "uid")})
+        raw = pa.table({c: pa.array([], SCHEMA.field(c).type) for c in READ_COLUMNS}).append_column(
+            "uid", pa.array([], pa.string()))
         losers = pa.array([], pa.int64())
     pa.default_memory_pool().release_unused()  # the parts' and the sort's buffers: back to the system
     return Loaded(raw=raw, losers=losers, parts=len(parts), unreadable=unreadable, part_paths=tuple(read),

@@ -6,8 +6,9 @@ import sys
 
 from . import fmt
 
-NOISE = ("Intervals are {c:.0%}; a difference is significant (*) only when its Holm-adjusted p-value is "
-         "below {a:g}. Unmarked differences cannot be told from noise: do not rank by them.")
+NOISE = ("Intervals are {c:.0%}, each on its own; a difference is significant (*) only when its p-value, "
+         "Holm-adjusted for the number of comparisons, is below {a:g}. Unmarked differences cannot be told "
+         "from noise: do not rank by them.")
 
 
 def _console(console):
@@ -66,7 +67,7 @@ def _model_lines(summary: dict) -> list[str]:
             lines.append(f"  {r['a']} − {r['b']}: {fmt.diff(r['success_diff'])} on {r['pairs']} pairs, "
                          f"p {fmt.pvalue(r['p_holm'])} ({r['test']}) → {verdict}")
         groups = " ".join("{" + ", ".join(g) + "}" for g in c["tied_groups"])
-        lines.append(f"  statistically tied (no two differ significantly): {groups}")
+        lines.append(f"  statistically tied groups (no two models of a group differ significantly): {groups}")
     return lines
 
 

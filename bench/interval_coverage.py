@@ -89,18 +89,45 @@ def _covers(j: dict, truth: float) -> bool | None:
 
 
 class Tally:
+    """Hits per kind and per sweep: the Monte Carlo standard error is taken over sweeps, since the
+    intervals of one sweep share its items and are not independent."""
+
     def __init__(self):
         self.hits, self.counts, self.skipped = defaultdict(int), defaultdict(int), defaultdict(int)
+        self.per_sweep: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        self._sweep: dict[str, list[int]] = {}
 
     def add(self, kind: str, hit: bool | None) -> None:
         if hit is None:
             self.skipped[kind] += 1
-        else:
-            self.hits[kind] += int(hit)
-            self.counts[kind] += 1
+            return
+        self.hits[kind] += int(hit)
+        self.counts[kind] += 1
+        cell = self._sweep.setdefault(kind, [0, 0])
+        cell[0] += int(hit)
+        cell[1] += 1
+
+    def end_sweep(self) -> None:
+        for kind, (h, n) in self._sweep.items():
+            self.per_sweep[kind].append((h, n))
+        self._sweep = {}
 
     def rate(self, kind: str) -> float:
         return self.hits[kind] / self.counts[kind] if self.counts[kind] else float("nan")
+
+    def se(self, kind: str) -> float:
+        """Standard error of the rate, from the spread of the sweeps' own rates (a ratio estimator)."""
+        h, n = (np.array(x, float) for x in zip(*self.per_sweep[kind]))
+        r = h.sum() / n.sum()
+        k = len(n)
+        return float(np.sqrt(np.sum((h - r * n) ** 2) / (k * (k - 1))) / n.mean()) if k > 1 else float("nan")
+
+    def line(self, kind: str, low: float | None, high: float | None) -> str:
+        r, se = self.rate(kind), self.se(kind)
+        verdict = "for contrast" if low is None else "ok" if low <= r <= high else ("within Monte Carlo error" if low <= r + 2 * se and r - 2 * se <= high
+                                                   else "OUTSIDE the goal")
+        skipped = f", {self.skipped[kind]} with no interval (n too small)" if self.skipped[kind] else ""
+        return f"{r:6.1%} ± {se:.1%}  of {self.counts[kind]}{skipped}  [{verdict}]"
 
 
 def one_sweep(rng, items: int, truth: dict, cover: Tally, null: Tally) -> None:
@@ -131,6 +158,8 @@ def one_sweep(rng, items: int, truth: dict, cover: Tally, null: Tally) -> None:
         if row["prompt_type"] == "optimal-twin":
             null.add("prompts: exact McNemar (the report's test)", row["p"] < 0.05)
             null.add("prompts: score t test", row["score_p"] is not None and row["score_p"] < 0.05)
+    cover.end_sweep()
+    null.end_sweep()
 
 
 def power_check(rng, items: int, sweeps: int) -> tuple[float, float]:
@@ -163,12 +192,11 @@ def main() -> None:
         print(f"\nN = {items} items ({time.perf_counter() - t0:.1f} s)   coverage of nominal 95 % intervals "
               "(goal 94-96 %):")
         for kind in sorted(cover.counts):
-            flag = "" if 0.94 <= cover.rate(kind) <= 0.96 else "   <- outside 94-96 %"
-            skipped = f", {cover.skipped[kind]} with no interval (n too small)" if cover.skipped[kind] else ""
-            print(f"  {kind:28s} {cover.rate(kind):6.1%}  of {cover.counts[kind]}{skipped}{flag}")
-        print("  false-positive rate at alpha 0.05, true difference 0 (goal <= 5 %):")
+            print(f"  {kind:28s} {cover.line(kind, 0.94, 0.96)}")
+        print("  false-positive rate at alpha 0.05, true difference 0 (goal <= 5 %; ± one Monte Carlo standard error):")
         for kind in sorted(null.counts):
-            print(f"  {kind:52s} {null.rate(kind):6.1%}  of {null.counts[kind]}")
+            goal = (0.0, 0.05) if "not used" not in kind else (None, None)
+            print(f"  {kind:52s} {null.line(kind, *goal)}")
         delta, power = power_check(rng, items, args.sweeps)
         print(f"  power of the exact McNemar test at plan's detectable difference {delta:.3f} ({items} pairs): "
               f"{power:.1%} (goal ~80 %)")

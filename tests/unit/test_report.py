@@ -145,3 +145,21 @@ def test_an_empty_root_and_a_reference_without_outcomes_are_reported_not_crashed
                                         schema=SCHEMA), shard / "part-00001-00000-w.parquet")
     _, summary = _report(tmp_path / "r", "--format", "json")
     assert "'optimal' has no case with a final outcome" in summary["robustness"][0]["note"]
+
+
+def test_numbers_are_printed_so_that_no_interval_looks_zero_wide():
+    from benchpilot_runner.report import fmt
+
+    assert fmt.rate({"estimate": 0.73, "low": 0.52, "high": 0.88}) == "73 % [52, 88]"
+    assert fmt.rate({"estimate": 0.7731, "low": 0.7712, "high": 0.7750}) == "77.3 % [77.1, 77.5]"
+    assert fmt.diff({"estimate": 0.001, "low": -0.004, "high": 0.005}, False) == "+0.1 [−0.4, +0.5]"
+    assert fmt.diff({"estimate": -0.27, "low": -0.52, "high": -0.01}, True) == "−27 [−52, −1] *"
+    assert fmt.mean({"estimate": 0.5, "low": 0.4991, "high": 0.5009}) == "0.500 [0.499, 0.501]"
+    assert fmt.rate({"estimate": 1.0, "low": None, "high": None, "note": "n too small"}) == "100 % (n too small)"
+
+
+def test_the_pareto_front_keeps_what_nothing_beats_on_both_cost_and_success():
+    from benchpilot_runner.report.cost import pareto
+
+    points = [(1.0, 0.5), (2.0, 0.7), (2.0, 0.6), (3.0, 0.7), (0.5, 0.2), (1.0, 0.5)]
+    assert pareto(points) == [True, True, False, False, True, True]  # equal points do not beat each other

@@ -14,8 +14,9 @@ def axis(rows: list[dict]) -> str | None:
 
 
 def _x(row: dict, kind: str) -> float:
+    """Cost (or tokens) per case, to 10 significant digits: sums of equal prices must compare equal."""
     total = row["cost_usd"] if kind == "cost_usd" else row["prompt_tokens"] + row["completion_tokens"]
-    return total / row["cases"] if row["cases"] else 0.0
+    return float(f"{total / row['cases']:.10g}") if row["cases"] else 0.0
 
 
 def pareto(points: list[tuple[float, float]]) -> list[bool]:
@@ -44,7 +45,7 @@ def table(groups: list[dict]) -> list[dict]:
                         "model": r["model"], "prompt_type": r["prompt_type"], "axis": kind,
                         "cases": r["cases"], "success": r["success"], "cost_usd": r["cost_usd"],
                         "tokens": r["prompt_tokens"] + r["completion_tokens"],
-                        "cost_per_case": r["cost_usd"] / r["cases"] if r["cases"] else None,
+                        "cost_per_case": _x(r, "cost_usd") if r["cases"] else None,
                         "tokens_per_case": (r["prompt_tokens"] + r["completion_tokens"]) / r["cases"]
                         if r["cases"] else None,
                         "cost_per_success": r["cost_per_success"], "tokens_per_success": r["tokens_per_success"],

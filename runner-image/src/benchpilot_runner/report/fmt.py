@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import math
+
 TOO_SMALL = "n too small"
 SUCCESS_LABEL = {"text2sql": "exec acc"}  # what success means, per suite, in a table's header
 DASH = "—"
 
 
-def _pct(x: float) -> str:
-    return f"{x * 100:.0f}"
+def _digits(j: dict, scale: float, least: int) -> int:
+    """Decimals enough that an interval never looks zero-wide: a narrow one (many cases) gets more."""
+    width = (j["high"] - j["low"]) * scale if j.get("low") is not None else 0.0
+    if width <= 0:
+        return least
+    return max(least, min(6, math.ceil(-math.log10(width))))
+
+
+def _pct(x: float, digits: int = 0) -> str:
+    return f"{x * 100:.{digits}f}"
 
 
 def rate(j: dict | None) -> str:
-    """A rate and its interval: ``73 % [52, 88]``; ``— (n too small)`` when there is no interval."""
+    """A rate and its interval: ``73 % [52, 88]`` (``77.3 % [77.1, 77.5]`` when narrow);
+    ``— (n too small)`` when there is no interval."""
     if not j or j.get("estimate") is None:
         return DASH
     if j.get("low") is None:
         return f"{_pct(j['estimate'])} % ({j.get('note') or TOO_SMALL})"
-    return f"{_pct(j['estimate'])} % [{_pct(j['low'])}, {_pct(j['high'])}]"
+    d = _digits(j, 100, 0)
+    return f"{_pct(j['estimate'], d)} % [{_pct(j['low'], d)}, {_pct(j['high'], d)}]"
 
 
 def mean(j: dict | None, digits: int = 2) -> str:
@@ -26,12 +38,14 @@ def mean(j: dict | None, digits: int = 2) -> str:
         return DASH
     if j.get("low") is None:
         return f"{j['estimate']:.{digits}f} ({j.get('note') or TOO_SMALL})"
-    return f"{j['estimate']:.{digits}f} [{j['low']:.{digits}f}, {j['high']:.{digits}f}]"
+    d = _digits(j, 1, digits)
+    return f"{j['estimate']:.{d}f} [{j['low']:.{d}f}, {j['high']:.{d}f}]"
 
 
-def _pts(x: float) -> str:
-    v = round(x * 100)
-    return f"+{v}" if v > 0 else (f"−{-v}" if v < 0 else "0")
+def _pts(x: float, digits: int = 0) -> str:
+    v = round(x * 100, digits)
+    text = f"{abs(v):.{digits}f}"
+    return f"+{text}" if v > 0 else (f"−{text}" if v < 0 else f"{0:.{digits}f}")
 
 
 def diff(j: dict | None, significant: bool | None = None) -> str:
@@ -41,7 +55,8 @@ def diff(j: dict | None, significant: bool | None = None) -> str:
     mark = " *" if significant else ""
     if j.get("low") is None:
         return f"{_pts(j['estimate'])} ({j.get('note') or TOO_SMALL})"
-    return f"{_pts(j['estimate'])} [{_pts(j['low'])}, {_pts(j['high'])}]{mark}"
+    d = _digits(j, 100, 0)
+    return f"{_pts(j['estimate'], d)} [{_pts(j['low'], d)}, {_pts(j['high'], d)}]{mark}"
 
 
 def pvalue(p: float | None) -> str:

@@ -83,7 +83,7 @@ def cost_scatter(rows: list[dict], title: str) -> str:
     out = _frame(W, title, "success rate")
     xs = [r[key] for r in usable] or [0.0]
     lo, hi = min(xs), max(xs)
-    pad = (hi - lo) * 0.08 or max(hi * 0.1, 1e-9)
+    pad = (hi - lo) * 0.08 if hi - lo > 1e-6 * abs(hi) else max(abs(hi) * 0.1, 1e-9)
     lo, hi = max(0.0, lo - pad), hi + pad
     models = list(dict.fromkeys(r["model"] for r in usable))
 
@@ -93,7 +93,7 @@ def cost_scatter(rows: list[dict], title: str) -> str:
     for k in range(5):
         v = lo + (hi - lo) * k / 4
         out.append(f'<line x1="{x_of(v):.1f}" x2="{x_of(v):.1f}" y1="{_y(0):.1f}" y2="{_y(0) + 4:.1f}" class="err"/>'
-                   f'<text x="{x_of(v):.1f}" y="{_y(0) + 16:.1f}" text-anchor="middle">{v:.3g}</text>')
+                   f'<text x="{x_of(v):.1f}" y="{_y(0) + 16:.1f}" text-anchor="middle">{v:.4g}</text>')
 
     front = []
     for r in usable:

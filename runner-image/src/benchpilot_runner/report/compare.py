@@ -15,7 +15,6 @@ import numpy as np
 from ..stats.paired import Pairs, difference, holm, success_test, t_test, tied_groups
 from .frame import SUCCESS, Frame
 
-ALPHA = 0.05
 REFERENCE = {"workflow": "optimal", "text2sql": "zero_shot"}  # a suite may say its own: reference_prompt_type
 
 
@@ -34,7 +33,6 @@ class _Arms:
         self.success = (frame.status[rows] == SUCCESS).astype(np.float64)
         self.score = frame.values["score"][rows]
         self.width = int(self.item.max()) + 1 if len(rows) else 1
-        self.prompts = int(self.prompt.max()) + 1 if len(rows) else 1
 
     def sorted_by(self, mask: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The rows of ``mask`` ordered by ``key``, and their keys."""

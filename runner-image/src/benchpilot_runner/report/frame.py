@@ -38,6 +38,7 @@ class Frame:
     sets: list[tuple[str, str, str]] = field(default_factory=list)  # (namespace, run, uid) per set code
     set_suite: list[str] = field(default_factory=list)
     item: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _final: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.status)
@@ -45,7 +46,7 @@ class Frame:
     @property
     def final(self) -> np.ndarray:
         """A mask of the cases with a final outcome (computed once)."""
-        if getattr(self, "_final", None) is None or len(self._final) != len(self.status):
+        if self._final is None or len(self._final) != len(self.status):
             self._final = np.isin(self.status, FINAL_CODES)
         return self._final
 

@@ -8,8 +8,10 @@ Bring your own (``spec.suiteConfig.dataset``, a folder or any fsspec URI)::
     <dataset>/database/<db_id>/database_description/<table>.csv   optional (BIRD): column descriptions
 
 A question's task type is the shape of its gold SQL (:func:`classify`); its difficulty is its
-``difficulty`` (or ``hardness``) field when that is one of the suite's or one of Spider's levels
-(easy -> simple, medium -> moderate, hard and extra -> challenging), else rated from the SQL.
+``difficulty`` (or ``hardness``) field when that is one of the suite's (BIRD's) levels or one of
+Spider's (easy -> simple, medium -> moderate, hard and extra -> challenging); a question without
+one (Spider's own files have none) is rated by Spider's official hardness rule from its gold SQL
+(:func:`.hardness.spider_hardness`), and keeps that level (``hardness`` in the row's details).
 A cell (task type, difficulty) holds the file's questions of that kind in file order, and
 instance ``i`` is the ``i``-th; positions past a cell's size are not cases. Everything is checked
 before any case runs: a missing file, a question without a field, a database that is not there or not SQLite is an
@@ -35,7 +37,8 @@ from pathlib import Path
 
 from ..base import SuiteError
 from . import builtin
-from .items import (Column, Item, Schema, classify, ordered, rate, strip_strings,  # noqa: F401 - re-exported
+from .hardness import spider_hardness
+from .items import (Column, Item, Schema, classify, ordered, strip_strings,  # noqa: F401 - re-exported
                     substitute_column)
 from .sqlexec import connect_readonly
 from .vocab import DIFFICULTIES, TASK_TYPES
@@ -49,8 +52,8 @@ VALUE_SCAN_ROWS = 5000
 QUESTION_CACHE = 4096
 _DB_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # a db_id names a folder of the dataset: no path, no dot-file
 # Spider's hardness levels (its evaluation script's names), for files that carry them
-SPIDER_HARDNESS = {"easy": "simple", "medium": "moderate", "hard": "challenging", "extra": "challenging",
-                   "extra hard": "challenging", "extra_hard": "challenging"}
+SPIDER_HARDNESS = {"easy": "simple", "medium": "moderate", "hard": "challenging", "extra": "challenging"}
+_SPIDER_NAMES = {"extra hard": "extra", "extra_hard": "extra", "extra-hard": "extra"}
 
 
 def _descriptions(db_dir: Path) -> dict[tuple[str, str], str]:
@@ -240,12 +243,11 @@ class FolderDataset(Dataset):
             evidence = q.get("evidence") or ""
             if not isinstance(evidence, str):
                 raise SuiteError(f"{where}: evidence is not a string")
-            diff = q.get("difficulty", q.get("hardness"))
-            diff = " ".join(diff.lower().split()) if isinstance(diff, str) else None
-            difficulty = diff if diff in DIFFICULTIES else SPIDER_HARDNESS.get(diff or "") or rate(sql)
+            difficulty, hardness = _difficulty(q.get("difficulty", q.get("hardness")), sql)
             task_type = classify(sql)
             qid = str(q.get("question_id", i))[:64]
-            items.append(Item(db_id, text.strip(), sql.strip(), task_type, difficulty, qid, evidence.strip()))
+            items.append(Item(db_id, text.strip(), sql.strip(), task_type, difficulty, qid, evidence.strip(),
+                              hardness))
             cells.setdefault((task_type, difficulty), []).append(i)
         return items, cells
 
@@ -359,6 +361,17 @@ def _localize(uri: str, questions: str | None, databases: str | None, local_root
         if part is not None:
             shutil.rmtree(part, ignore_errors=True)
     return dest
+
+
+def _difficulty(given, sql: str) -> tuple[str, str]:
+    """(the suite's difficulty, Spider's hardness or ""): as the file says, else by Spider's rule."""
+    level = " ".join(given.lower().split()) if isinstance(given, str) else ""
+    if level in DIFFICULTIES:
+        return level, ""
+    level = _SPIDER_NAMES.get(level, level)
+    if level not in SPIDER_HARDNESS:
+        level = spider_hardness(sql)
+    return SPIDER_HARDNESS[level], level
 
 
 def _is_db_id(db_id: str) -> bool:

@@ -42,12 +42,17 @@ class Judged:
     strict_ordered: bool  # the gold has a top-level ORDER BY (the strict rule)
 
 
+def _bird_runs(j: Judged) -> bool:
+    """Whether BIRD's evaluator gets both results: both run, their text is UTF-8, within its time."""
+    return j.gold.ok and j.pred.ok and not (j.gold.lossy or j.pred.lossy) \
+        and j.gold.seconds + j.pred.seconds <= BIRD_TIMEOUT_S
+
+
 def verdicts(j: Judged) -> dict[str, bool]:
     """The verdict under every mode."""
     return {"spider": j.gold_spider.ok and j.pred_spider.ok
             and spider_same(j.gold_spider.rows, j.pred_spider.rows, j.spider_ordered),
-            "bird": j.gold.ok and j.pred.ok and not (j.gold.lossy or j.pred.lossy)
-            and j.gold.seconds + j.pred.seconds <= BIRD_TIMEOUT_S and bird_same(j.gold.rows, j.pred.rows),
+            "bird": _bird_runs(j) and bird_same(j.gold.rows, j.pred.rows),
             "strict": j.gold.ok and j.pred.ok
             and strict_same(j.gold.rows, j.pred.rows, len(j.gold.columns), len(j.pred.columns), j.strict_ordered)}
 
@@ -57,7 +62,7 @@ def outcome(j: Judged, mode: str, judged: dict[str, bool]) -> Verdict:
     if judged[mode]:
         return Verdict("success", 1.0)
     gold, pred = j.gold, j.pred
-    if not pred.ok or not gold.ok or len(gold.columns) != len(pred.columns):
+    if not pred.ok or not gold.ok or len(gold.columns) != len(pred.columns) or (mode == "bird" and not _bird_runs(j)):
         return Verdict("failure", 0.0)
     ordered = {"spider": j.spider_ordered, "strict": j.strict_ordered}.get(mode, False)
     if ordered and strict_same(gold.rows, pred.rows, len(gold.columns), len(pred.columns), ordered=False):

@@ -49,8 +49,9 @@ def derived(dev) -> dict[int, tuple[str, str, dict]]:
     return out
 
 
-def run_suite(tmp_path: Path, fake_llm, dev, tables: dict[str, dict[int, str]], **config) -> dict[str, dict]:
-    """Every question once per table (model t2s.<table>.mixed); question_id -> row, per table."""
+def run_suite(tmp_path: Path, fake_llm, dev, tables: dict[str, dict[int, str]], **config) -> tuple[dict, dict]:
+    """Every question once per table (model t2s.<table>.mixed): question_id -> row, per table; and
+    the report's summary."""
     for name, sqls in tables.items():
         fake_llm.fake.sql_tables[name] = {(dev[i]["db_id"], dev[i]["question"].strip()): s for i, s in sqls.items()}
     doc = {"apiVersion": "benchpilot.io/v1alpha1", "kind": "BenchmarkRun", "metadata": {"name": "spider-dev"},
@@ -69,12 +70,15 @@ def run_suite(tmp_path: Path, fake_llm, dev, tables: dict[str, dict[int, str]], 
         for r in pq.read_table(part).to_pylist():
             d = json.loads(r["details"])
             rows.setdefault(r["model"].split("/", 1)[1], {})[d["question_id"]] = {**r, "details": d}
-    return rows
+    report = run_cli("report", str(out), "--format", "json")
+    assert report.returncode == 0, report.stderr[-2000:]
+    return rows, json.loads(report.stdout)
 
 
 def test_spider_dev_gold_and_derived_predictions_get_the_official_verdicts(tmp_path, fake_llm, dev, derived):
     gold = {i: q["query"] for i, q in enumerate(dev)}
-    rows = run_suite(tmp_path, fake_llm, dev, {"gold": gold, "derived": {i: s for i, (_, s, _) in derived.items()}})
+    rows, summary = run_suite(tmp_path, fake_llm, dev, {"gold": gold,
+                                                        "derived": {i: s for i, (_, s, _) in derived.items()}})
     assert len(rows["gold"]) == len(rows["derived"]) == len(dev) == 972, "every question once"
 
     # the gold SQL as the prediction: 100 % under every mode, read from every answer shape
@@ -100,6 +104,14 @@ def test_spider_dev_gold_and_derived_predictions_get_the_official_verdicts(tmp_p
     assert set(families) == set(FAMILIES) - {"gold"}, families
     disagree = Counter(family for family, _, want in derived.values() if len(set(want.values())) > 1)
     assert disagree["permuted"] and disagree["empty_wider"], "the modes disagree where the rules differ"
+    # the report: EX under the chosen mode (spider), each mode's, and how many cases the modes disagree on
+    counts = summary["flag_counts"]
+    for m in MODES:
+        assert counts[f"ex_{m}"] == 972 + sum(want[m] for _, _, want in derived.values()), m
+    assert counts["modes_disagree"] == sum(len(set(want.values())) > 1 for _, _, want in derived.values())
+    by_model = {g["model"]: g for g in summary["by_model"]}
+    assert by_model["t2s/gold"]["success_rate"] == 1.0
+    assert by_model["t2s/derived"]["success_rate"] == by_model["t2s/derived"]["ex_spider_rate"]
     # a correction round only where the database refused the query
     for r in rows["derived"].values():
         assert r["details"]["corrected"] == (r["details"]["error"] is not None and r["turns"] == 2)

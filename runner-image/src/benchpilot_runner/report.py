@@ -225,9 +225,12 @@ def summarize(loaded: Loaded) -> dict:
     final = sum(status[s] for s in FINAL_STATUSES)
     tokens = {k: int(sum(r[f"{k}_sum"] or 0 for r in fine)) for k in ("prompt_tokens", "completion_tokens")}
     suites = sorted(pc.unique(_plain(t.column("suite"))).drop_null().to_pylist()) if "suite" in t.column_names else []
+    flags = [c[len(EXTRA_PREFIX):] for c in t.column_names if c.startswith(EXTRA_PREFIX)]
     return {
         "suites": suites,
-        "flags": [c[len(EXTRA_PREFIX):] for c in t.column_names if c.startswith(EXTRA_PREFIX)],
+        "flags": flags,
+        # cases whose details say true, per flag (text2sql: valid, corrected, ex_<mode>, modes_disagree)
+        "flag_counts": {f: int(sum(r.get(f"{EXTRA_PREFIX}{f}_sum") or 0 for r in fine)) for f in flags},
         "total": t.num_rows - loaded.duplicates,
         "distinct_case_ids": int(pc.count_distinct(t.column("case_id")).as_py()) if t.num_rows else 0,
         "final": final,
@@ -274,6 +277,9 @@ def render_table(summary: dict, console=None) -> None:
                           str(g["prompt_tokens"]), str(g["completion_tokens"]), f"{g['cost_usd']:.4f}",
                           str(g["counts"]["error"]), str(g["counts"]["timeout"]))
         console.print(table)
+    if summary.get("flag_counts"):
+        console.print("cases where " + ", ".join(f"{k} {v}" for k, v in summary["flag_counts"].items())
+                      + f" (of {summary['total']})")
     console.print(f"{summary['total']} cases, {summary['final']} with a final outcome, {summary['retryable']} to "
                   f"retry (error/timeout); {summary['duplicate_rows_dropped']} superseded or duplicate rows dropped; "
                   f"tokens {summary['tokens']['prompt_tokens']} in / {summary['tokens']['completion_tokens']} out; "

@@ -25,7 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .sqltext import Token, code, tokenize
+from .vocab import DIFFICULTIES
 
+# Spider's levels as the suite's difficulties (a file's own names for them too)
+SPIDER_LEVELS = {"easy": "simple", "medium": "moderate", "hard": "challenging", "extra": "challenging"}
+_LEVEL_NAMES = {"extra hard": "extra", "extra_hard": "extra", "extra-hard": "extra"}
 AGGREGATES = ("MAX", "MIN", "COUNT", "SUM", "AVG")
 SET_OPS = ("UNION", "INTERSECT", "EXCEPT")
 _CLAUSES = ("SELECT", "FROM", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT")
@@ -37,6 +41,18 @@ class _Counts:
     comp2: int = 0
     aggregations: int = 0
     others: int = 0
+
+
+def levels(given, sql: str) -> tuple[str, str]:
+    """A question's (difficulty, Spider hardness or ""): its file's ``difficulty``/``hardness`` when
+    that is one of the suite's (BIRD's) levels or Spider's, else Spider's rule applied to its SQL."""
+    level = " ".join(given.lower().split()) if isinstance(given, str) else ""
+    if level in DIFFICULTIES:
+        return level, ""
+    level = _LEVEL_NAMES.get(level, level)
+    if level not in SPIDER_LEVELS:
+        level = spider_hardness(sql)
+    return SPIDER_LEVELS[level], level
 
 
 def spider_hardness(sql: str) -> str:

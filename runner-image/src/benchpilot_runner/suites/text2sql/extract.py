@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from .sqltext import first_word, statements, strip_ends, tokenize
+from .sqltext import first_word, iter_tokens, statements, strip_ends
 
 MAX_SQL = 20000
 QUERY_WORDS = ("SELECT", "WITH", "VALUES")
@@ -138,10 +138,11 @@ def _candidates(text: str, *, at_line: bool) -> list[str]:
         m = _START.search(text, pos)
         if not m:
             return [c for c in out if c]
-        line_start = text.rfind("\n", 0, m.start()) + 1
-        line_end = text.find("\n", m.start())
-        if bool(_LEAD_IN.match(text[line_start:m.start()])) != at_line or \
-                _PROSE_END.search(text[m.start():line_end if line_end >= 0 else len(text)]):
+        line_start = text.rfind("\n", max(0, m.start() - 81), m.start()) + 1 or (0 if m.start() <= 80 else -1)
+        line_end = text.find("\n", m.start(), m.start() + 2000)  # a longer line is not a sentence
+        lead = line_start >= 0 and bool(_LEAD_IN.match(text[line_start:m.start()]))
+        if lead != at_line or (line_end >= 0 and _PROSE_END.search(text[m.start():line_end])) or \
+                (line_end < 0 and len(text) - m.start() < 2000 and _PROSE_END.search(text[m.start():])):
             pos = m.end()
             continue
         end = _extent(text, m.start())
@@ -153,8 +154,8 @@ def _extent(text: str, start: int) -> int:
     """Where the statement starting at ``start`` ends: its semicolon, a blank line or a line of
     prose, an unmatched ')' or an unclosed backtick."""
     depth = 0
-    for t in tokenize(text[start:]):
-        at = start + t.start
+    for t in iter_tokens(text, start):
+        at = t.start
         if t.kind == "punct" and t.text == ";" and depth == 0:
             return at
         if t.kind == "punct" and t.text in "([":

@@ -129,7 +129,7 @@ class Text2SqlRunner:
                       size: int) -> tuple[str | None, ExecResult, bool]:
         path = str(self.dataset.db_paths[item.db_id])
         answer = await chat(messages, [])
-        sql = prompts.extract_sql(answer.message.get("content"))
+        sql = await _extract(answer.message.get("content"))
         result = await self.execute(path, sql, rows, size)
         if result.ok or not self.correct:
             return sql, result, False
@@ -140,7 +140,7 @@ class Text2SqlRunner:
         retry = messages + [answer.message if answer.message.get("content") else
                             {"role": "assistant", "content": ""}, prompts.correction(problem)]
         answer = await chat(retry, [])
-        sql = prompts.extract_sql(answer.message.get("content"))
+        sql = await _extract(answer.message.get("content"))
         return sql, await self.execute(path, sql, rows, size), True
 
     async def execute(self, path: str, sql: str | None, rows: int | None = None,
@@ -197,6 +197,13 @@ class Text2SqlRunner:
             scored = sorted(((len(q & toks), i) for i, (_, toks) in enumerate(rows)), key=lambda x: (-x[0], x[1]))
             return [rows[i][0] for s, i in scored[:k] if s > 0]
         return top(idx[0], self.schema_k), top(idx[1], self.value_k)
+
+
+async def _extract(content) -> str | None:
+    """The query in an answer; a long answer (reasoning models write pages) is read off the event loop."""
+    if isinstance(content, str) and len(content) > 20_000:
+        return await asyncio.to_thread(prompts.extract_sql, content)
+    return prompts.extract_sql(content)
 
 
 def vote(candidates: list[tuple[str | None, ExecResult, bool]]) -> tuple[str | None, ExecResult, bool, int]:

@@ -9,6 +9,7 @@ changes nothing else.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # kinds: ws, comment, string ('...'), name ("...", `...`, [...]), word, number, op, punct
@@ -39,7 +40,12 @@ class Token:
 
 
 def tokenize(sql: str) -> list[Token]:
-    return [Token(m.lastgroup or "punct", m.group(), m.start()) for m in _TOKEN.finditer(sql)]
+    return list(iter_tokens(sql))
+
+
+def iter_tokens(sql: str, pos: int = 0) -> Iterator[Token]:
+    """The tokens of ``sql`` from ``pos`` on, one at a time (a caller that stops early pays for no more)."""
+    return (Token(m.lastgroup or "punct", m.group(), m.start()) for m in _TOKEN.finditer(sql, pos))
 
 
 def code(tokens: list[Token]) -> list[Token]:

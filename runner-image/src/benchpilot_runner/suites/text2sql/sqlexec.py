@@ -8,6 +8,9 @@ any kind. A progress handler interrupts a statement past its time limit; rows ar
 the cap plus one, so a query returning millions of rows costs the cap, never the millions, and a
 result is cut once its values pass a size (``MAX_RESULT_BYTES`` by default: wide rows of large values). A
 query the limits cut is a result (``cut``), scored like an error; it never holds a shard.
+Values are kept as sqlite3 returns them (the scoring rules compare them so); text that is not
+UTF-8 is read without its bad bytes, as Spider's evaluator reads it, and the result says so
+(``lossy``: BIRD's evaluator fails on such text).
 """
 
 from __future__ import annotations

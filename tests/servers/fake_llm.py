@@ -17,6 +17,8 @@ The requested model name picks the behaviour, so one server serves every test of
 - ``badshape-once``: on the first attempt of a turn a 200 whose ``tool_calls`` is not a list and
   whose ``usage.prompt_tokens`` is ``"lots"``;
 - ``priced``: like ``follow``, with usage of 1000 prompt and 100 completion tokens per answer;
+- ``t2s.<table>.<shape>``: the SQL a test registered for the prompt's question in
+  ``sql_tables[<table>]``, in one of the shapes real models answer in (``tests/servers/sql_answers.py``);
 - ``sql-<name>``: a text2sql answer, the same query every time (correction rounds too), from
   ``SQL_ANSWERS``: ``hang`` (never ends), ``huge`` (endless rows), ``delete``/``drop``/``attach``/
   ``pragma`` (try to write), ``prose`` (no SQL at all), ``count`` (a valid query).
@@ -116,6 +118,7 @@ class FakeLLM:
         self.limits: dict[str, tuple[int, float]] = {}
         self.throttled: Counter = Counter()
         self._recent: dict[str, list[float]] = {}
+        self.sql_tables: dict[str, dict[tuple[str, str], str]] = {}  # t2s.<table>.<shape> models
 
     def limit(self, prefix: str, n: int, window_s: float) -> None:
         self.limits[prefix] = (n, window_s)
@@ -189,6 +192,11 @@ class FakeLLM:
             return web.Response(text="{not json", content_type="application/json")
         if model == "garbage":
             return web.Response(text='{"choices": "nope"', content_type="application/json")
+        if model.startswith("t2s."):
+            from tests.servers.sql_answers import answer
+
+            content = answer(self.sql_tables, model, messages)
+            return web.json_response(_completion({"role": "assistant", "content": content}, model))
         if model.startswith("sql-"):
             sql = SQL_ANSWERS[model.split("-", 1)[1]]
             content = sql if model == "sql-prose" else f"Here is the query:\n```sql\n{sql}\n```"

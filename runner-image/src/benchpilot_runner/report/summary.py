@@ -33,6 +33,8 @@ def _totals(loaded: Loaded, frame: Frame) -> dict:
     return {
         "suites": suites,
         "flags": [c[len(EXTRA_PREFIX):] for c in t.column_names if c.startswith(EXTRA_PREFIX)],
+        # cases whose details say true, per flag (text2sql: valid, corrected, ex_<mode>, modes_disagree)
+        "flag_counts": {f: int(np.count_nonzero(a)) for f, a in sorted(frame.flags.items())},
         "total": len(frame),
         "distinct_case_ids": _distinct_case_ids(loaded, frame),
         "final": sum(status[s] for s in FINAL_STATUSES),

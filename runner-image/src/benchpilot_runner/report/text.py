@@ -105,6 +105,9 @@ def render(summary: dict, console=None) -> None:
             console.print(_robustness_table(block, bool(summary.get("warning"))))
         elif block.get("note"):
             console.print(f"robustness ({fmt.set_name(block)}): {block['note']}", highlight=False)
+    if summary.get("flag_counts"):
+        console.print("cases where " + ", ".join(f"{k} {v}" for k, v in summary["flag_counts"].items())
+                      + f" (of {summary['total']})", highlight=False)
     if summary.get("total"):
         console.print(NOISE.format(c=summary.get("confidence", 0.95), a=summary.get("alpha", 0.05)), highlight=False)
     console.print(f"{summary['total']} cases, {summary['final']} with a final outcome, {summary['retryable']} to "

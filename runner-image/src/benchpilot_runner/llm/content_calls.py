@@ -1,0 +1,276 @@
+"""Reading tool calls that a model wrote in its text instead of ``tool_calls``. Pure.
+
+Many open models and gateways answer a tool-use request with the call as text: bare JSON, JSON in a
+```json fence, Hermes/Qwen ``<tool_call>...</tool_call>`` tags, a list of calls, OpenAI's own shape
+pasted as text, or (prompted the way Berkeley's leaderboard does) ``name(key=value)``. This module
+reads all of those (the last only for offered tools); :func:`read_calls` says which calls the text holds, whether it tried to call
+something at all, and, when it tried and nothing could be read, why not.
+
+Accepted call shapes (keys in any order; a list of them, or ``{"tool_calls": [...]}``, is several):
+``{"name": N, "arguments": A}`` with ``tool``/``tool_name``/``function``/``function_name`` for the
+name and ``parameters``/``args``/``params``/``input``/``tool_input``/``kwargs`` for the arguments;
+``{"function": {"name": N, "arguments": A}}`` (OpenAI); ``{N: A}`` and ``{"name": N, **A}`` when
+``N`` is one of the offered tools. Arguments may be an object or a JSON string of one; anything
+else is passed on as written (the tool then refuses it, as it would a bad native call).
+Lenient where models commonly slip: trailing commas, Python literals (single quotes, True/None),
+prose before and after. A call cut off mid-way is unreadable, never guessed at.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Collection
+
+MAX_TEXT = 64 * 1024  # longer answers are read up to here
+MAX_STARTS = 400  # JSON start characters tried per text (bounds the work on pathological text)
+NAME_KEYS = ("name", "tool", "tool_name", "function", "function_name")
+ARG_KEYS = ("arguments", "parameters", "args", "params", "input", "tool_input", "kwargs")
+_META_KEYS = frozenset({"id", "type", "call_id", "index"})
+_TAG = re.compile(r"<(tool_call|tool_calls|function_call)>\s*(.*?)\s*(?:</\1>|(?=<\1>)|\Z)", re.S | re.I)
+_FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+_NAMED = re.compile(r"""["']?(?:%s)["']?\s*:""" % "|".join(NAME_KEYS))
+_PY_CALL = re.compile(r"^\[?\s*[A-Za-z_][\w.]*\s*\(")
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+
+
+@dataclass(frozen=True)
+class ContentCall:
+    name: str
+    arguments: Any  # a dict when it could be read as an object; else as the model wrote it
+
+    def arguments_json(self) -> str:
+        """The arguments as OpenAI's ``function.arguments`` string."""
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return json.dumps(self.arguments)
+
+
+@dataclass(frozen=True)
+class ReadCalls:
+    calls: tuple[ContentCall, ...] = ()
+    attempted: bool = False  # the text holds something shaped like a call (a tag, a named JSON object)
+    problem: str | None = None  # why a call it attempted could not be read
+
+    @property
+    def unreadable(self) -> str | None:
+        """The reason, when the text tried to call a tool and no call could be read from it."""
+        return self.problem if self.attempted and not self.calls else None
+
+
+class _Found:
+    def __init__(self) -> None:
+        self.calls: list[ContentCall] = []
+        self.attempted = False
+        self.problem: str | None = None
+
+    def fail(self, why: str) -> None:
+        self.attempted = True
+        self.problem = self.problem or why
+
+    def result(self) -> ReadCalls:
+        return ReadCalls(tuple(self.calls), self.attempted or bool(self.calls), self.problem)
+
+
+def read_calls(text: str | None, tools: Collection[str] = ()) -> ReadCalls:
+    """The tool calls in ``text``, in order. ``tools`` (the offered names) lets ``{N: A}`` and
+    flattened ``{"name": N, ...}`` count as calls; any other name is read as written (an invented
+    tool is a wrong call, not an unreadable one)."""
+    if not text or not text.strip():
+        return ReadCalls()
+    text = text[:MAX_TEXT]
+    found = _Found()
+    tags = list(_TAG.finditer(text))
+    if tags:
+        for m in tags:
+            before = len(found.calls)
+            _read_block(m.group(2), tools, found, where=f"<{m.group(1)}>")
+            if len(found.calls) == before:
+                found.fail(f"<{m.group(1)}> holds no call that can be read (it names no tool as JSON)")
+        return found.result()
+    fences = list(_FENCE.finditer(text))
+    for m in fences:
+        _read_block(m.group(2), tools, found, where="the code block")
+    if found.calls or found.attempted:
+        return found.result()
+    outside = _FENCE.sub(" ", text) if fences else text
+    _read_block(outside, tools, found, where="the answer")
+    return found.result()
+
+
+def _read_block(block: str, tools: Collection[str], found: _Found, where: str) -> None:
+    """Every JSON value in ``block`` that is a call; a block that is nothing but ``f(k=v)`` calls too."""
+    before = len(found.calls)
+    _scan_json(block, tools, found, where)
+    if len(found.calls) == before and not found.attempted and tools and _PY_CALL.match(block.strip()):
+        _read_pythonic(block.strip(), tools, found)
+
+
+def _scan_json(block: str, tools: Collection[str], found: _Found, where: str) -> None:
+    i, tries = 0, 0
+    while tries < MAX_STARTS:
+        starts = [p for p in (block.find("{", i), block.find("[", i)) if p >= 0]
+        if not starts:
+            return
+        i = min(starts)
+        tries += 1
+        end = _balanced_end(block, i)
+        if end is None:
+            if _NAMED.search(block, i):
+                found.fail(f"unterminated JSON in {where} (the answer may have been cut off)")
+                return
+            i += 1
+            continue
+        chunk = block[i:end]
+        ok, value = _loads(chunk)
+        if not ok:
+            if _NAMED.search(chunk):
+                found.fail(f"malformed JSON in {where}: {value}")
+                i = end
+            else:
+                i += 1
+            continue
+        calls = _calls_from(value, tools)
+        if calls:
+            found.calls.extend(calls)
+        elif _looks_named(value):
+            found.fail(f"a JSON object in {where} names no tool in a form that can be read "
+                       f"(use {{\"name\": ..., \"arguments\": {{...}}}})")
+        i = end if calls or isinstance(value, (dict, list)) else i + 1
+
+
+def _balanced_end(text: str, start: int) -> int | None:
+    """The index just past the bracket that closes the one at ``start`` (strings respected), or None."""
+    depth, quote, escaped = 0, "", False
+    for j in range(start, len(text)):
+        ch = text[j]
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+            continue
+        if ch in "\"'":
+            # an apostrophe is a quote only where a Python-style literal could put one
+            if ch == "'" and not _python_quote(text, j):
+                continue
+            quote = ch
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+    return None
+
+
+def _python_quote(text: str, j: int) -> bool:
+    before = text[j - 1] if j else " "
+    return before in "{[,: \t\n"
+
+
+def _loads(chunk: str) -> tuple[bool, Any]:
+    """(True, value) for JSON, JSON with trailing commas, or a Python literal; else (False, why)."""
+    try:
+        return True, json.loads(chunk)
+    except (ValueError, RecursionError) as exc:
+        why = f"{type(exc).__name__}: {exc}"[:160]
+    repaired = _TRAILING_COMMA.sub(r"\1", chunk)
+    if repaired != chunk:
+        try:
+            return True, json.loads(repaired)
+        except (ValueError, RecursionError):
+            pass
+    try:
+        value = ast.literal_eval(repaired)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False, why
+    return (True, value) if isinstance(value, (dict, list)) else (False, why)
+
+
+def _looks_named(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_looks_named(v) for v in value)
+    return isinstance(value, dict) and (any(k in value for k in NAME_KEYS) or "tool_calls" in value)
+
+
+def _calls_from(value: Any, tools: Collection[str]) -> list[ContentCall]:
+    if isinstance(value, list):
+        return [c for item in value for c in _calls_from(item, tools)]
+    if not isinstance(value, dict):
+        return []
+    if isinstance(value.get("tool_calls"), list):
+        return _calls_from(value["tool_calls"], tools)
+    fn = value.get("function")
+    if isinstance(fn, dict):  # OpenAI's {"type": "function", "function": {"name", "arguments"}}
+        name = fn.get("name")
+        args = next((fn[k] for k in ARG_KEYS if k in fn), {})
+        return [_call(name, args)] if _is_name(name) else []
+    for key in NAME_KEYS:
+        name = value.get(key)
+        if not _is_name(name):
+            continue
+        arg_key = next((k for k in ARG_KEYS if k in value), None)
+        rest = {k: v for k, v in value.items() if k != key and k not in _META_KEYS}
+        if arg_key is not None:
+            return [_call(name, value[arg_key])]
+        if not rest:
+            return [_call(name, {})]
+        if _clean(name) in tools:  # {"name": "file_reader", "path": "/x"}: arguments written flat
+            return [_call(name, rest)]
+        return []
+    if len(value) == 1:
+        (name, args), = value.items()
+        if _clean(name) in tools and isinstance(args, dict):
+            return [_call(name, args)]
+    return []
+
+
+def _is_name(name: Any) -> bool:
+    return isinstance(name, str) and bool(name.strip()) and len(name) <= 200
+
+
+def _clean(name: str) -> str:
+    name = name.strip()
+    return name[len("functions."):] if name.startswith("functions.") else name
+
+
+def _call(name: str, args: Any) -> ContentCall:
+    if isinstance(args, str):
+        ok, value = _loads(args) if args.strip() else (True, {})
+        if ok and isinstance(value, dict):
+            args = value
+    elif args is None:
+        args = {}
+    return ContentCall(_clean(name), args)
+
+
+def _read_pythonic(text: str, tools: Collection[str], found: _Found) -> None:
+    """``name(key=literal, ...)`` or a list of them: the whole block, keyword arguments only, and
+    only names of offered tools (``print(x)`` in a final answer's code is not a call)."""
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return
+    nodes = tree.elts if isinstance(tree, (ast.List, ast.Tuple)) else [tree]
+    calls: list[ContentCall] = []
+    for node in nodes:
+        if not isinstance(node, ast.Call):
+            return
+        name = _clean(ast.unparse(node.func))
+        if name not in tools:
+            return
+        if node.args or any(k.arg is None for k in node.keywords):
+            found.fail(f"{name}(...) has positional arguments; name each one (key=value)")
+            return
+        try:
+            args = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            found.fail(f"{name}(...) has an argument that is not a literal value")
+            return
+        calls.append(ContentCall(name, args))
+    found.calls.extend(calls)

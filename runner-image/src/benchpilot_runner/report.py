@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import report_tools
 from .sink import PART_RE, list_parts, open_uri, read_part
 from .spec import FINAL_STATUSES, STATUSES
 
@@ -87,7 +88,7 @@ def _read(fs, part: str) -> tuple[str, pa.Table | None, str | None]:
     try:
         table = read_part(fs, part, (*READ_COLUMNS, "details"), dictionaries=True)
         details = table.column("details")
-        table = _flags(table.drop_columns(["details"]), details)
+        table = report_tools.add_columns(_flags(table.drop_columns(["details"]), details), details)
         uid = pa.DictionaryArray.from_arrays(pa.array(np.zeros(table.num_rows, np.int32)), pa.array([_uid_of(part)]))
         return part, table.append_column("uid", uid), None
     except Exception as exc:  # noqa: BLE001 - report what could not be read, go on with the rest
@@ -246,6 +247,7 @@ def summarize(loaded: Loaded) -> dict:
         "by_model_prompt_type": _groups(fine, [*keys, "model", "prompt_type"]),
         "by_task_type": _groups(fine, [*keys, "model", "task_type"]),
         "by_model": _groups(fine, [*keys, "model"]),
+        "tool_calling": report_tools.summary(loaded),
     }
 
 
@@ -274,6 +276,7 @@ def render_table(summary: dict, console=None) -> None:
                           str(g["prompt_tokens"]), str(g["completion_tokens"]), f"{g['cost_usd']:.4f}",
                           str(g["counts"]["error"]), str(g["counts"]["timeout"]))
         console.print(table)
+    report_tools.render(summary, console)
     console.print(f"{summary['total']} cases, {summary['final']} with a final outcome, {summary['retryable']} to "
                   f"retry (error/timeout); {summary['duplicate_rows_dropped']} superseded or duplicate rows dropped; "
                   f"tokens {summary['tokens']['prompt_tokens']} in / {summary['tokens']['completion_tokens']} out; "

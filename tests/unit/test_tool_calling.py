@@ -4,6 +4,7 @@ the workflow suite records about tool calling in each mode."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 
 import pytest
@@ -18,6 +19,7 @@ from benchpilot_runner.suites.workflow.registry import BY_NAME
 from tests.helpers import manifest
 
 TOOLS = [BY_NAME[n].openai_schema for n in ("file_reader", "csv_parser")]
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def spec_with(*models, **matrix) -> S.RunSpec:
@@ -236,3 +238,48 @@ def test_simulated_models_record_no_tool_calling_details():
     runner = CaseRunner(spec, WorkflowRunner(spec, sleep=lambda s: asyncio.sleep(0)))
     row = asyncio.run(runner.run(S.expand(spec.matrix)[0], CaseProgress()))
     assert row["status"] == "success" and row["details"] is None
+
+
+# ---------------------------------------------------------------- the report
+
+
+def test_report_shows_each_models_mode_from_the_rows_it_keeps():
+    import pyarrow as pa
+
+    from benchpilot_runner import report as R
+    from benchpilot_runner import report_tools as RT
+
+    def d(**kw):
+        return json.dumps(kw, sort_keys=True)  # as the scheduler writes details
+
+    rows = [  # (model, case, status, attempt, details)
+        ("a", "1", "error", 1, d(tool_calling="native", content_tool_call=True)),  # superseded by attempt 2
+        ("a", "1", "failure", 2, d(tool_calling="native", content_tool_call=False)),
+        ("a", "2", "failure", 1, d(tool_calling="native", content_tool_call=True, answer_sample="{...}")),
+        ("b", "3", "failure", 1, d(tool_calling="prompt", unreadable_call=True)),
+        ("b", "4", "success", 1, d(tool_calling="prompt", unreadable_call=False)),
+        ("sim/strong", "5", "success", 1, None),  # simulated: no mode, not listed
+        ("t2s", "6", "success", 1, d(valid=True, sql="SELECT 1")),  # another suite's details: not listed
+    ]
+    base = pa.table({"namespace": ["n"] * len(rows), "run": ["r"] * len(rows), "uid": ["u"] * len(rows),
+                     "model": [r[0] for r in rows], "case_id": [r[1] for r in rows],
+                     "status": [r[2] for r in rows], "attempt": pa.array([r[3] for r in rows], pa.int32()),
+                     "finished_at": [T0] * len(rows)})
+    raw = RT.add_columns(base, pa.chunked_array([pa.array([r[4] for r in rows], pa.string())]))
+    loaded = R.Loaded(raw=raw, losers=R.losers_of(raw, R.winners(raw)), parts=1, unreadable=[])
+    got = RT.summary(loaded)
+    assert got == [
+        {"model": "a", "mode": "native", "cases": 2, "content_tool_call_rate": 0.5, "unreadable_call_rate": None},
+        {"model": "b", "mode": "prompt", "cases": 2, "content_tool_call_rate": None, "unreadable_call_rate": 0.5}]
+
+    from io import StringIO
+
+    from rich.console import Console
+
+    buf = StringIO()
+    RT.render({"tool_calling": got}, Console(file=buf, width=120))
+    text = buf.getvalue()
+    assert "Tool calling by model" in text and "native" in text and "50%" in text
+    buf = StringIO()
+    RT.render({"tool_calling": []}, Console(file=buf, width=120))
+    assert buf.getvalue() == "", "nothing printed for runs of simulated models only"

@@ -7,6 +7,7 @@ part (the JSON is written with sorted keys and default separators), so a results
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -18,6 +19,11 @@ def add_columns(table: pa.Table, details: pa.ChunkedArray) -> pa.Table:
     def has(text: str) -> pa.ChunkedArray:
         return pc.match_substring(details, text)
 
+    if details.null_count == len(details) or not pc.any(has('"tool_calling": "')).as_py():
+        # simulated models and other suites (most rows of a big sweep): constant columns, no string work
+        zeros = pa.array(np.zeros(table.num_rows, np.int8))
+        table = table.append_column(MODE, pa.nulls(table.num_rows, pa.dictionary(pa.int32(), pa.string())))
+        return table.append_column(CONTENT, zeros).append_column(UNREADABLE, zeros)
     none = pa.scalar(None, pa.string())
     mode = pc.if_else(has('"tool_calling": "prompt"'), "prompt", pc.if_else(has('"tool_calling": "native"'),
                                                                             "native", none))
@@ -29,7 +35,7 @@ def add_columns(table: pa.Table, details: pa.ChunkedArray) -> pa.Table:
 def summary(loaded) -> list[dict]:
     """Per model and mode (one row per case, superseded rows left out): cases and the two rates."""
     raw = loaded.raw
-    if MODE not in raw.column_names or raw.num_rows == 0:
+    if MODE not in raw.column_names or raw.column(MODE).null_count == raw.num_rows:
         return []
     keep = pc.is_valid(raw.column(MODE))
     if len(loaded.losers):

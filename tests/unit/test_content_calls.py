@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchpilot_runner.llm.content_calls import MAX_TEXT, read_calls
+from benchpilot_runner.llm.content_calls import MAX_TEXT, ReadCalls, read_calls
 
 TOOLS = ("file_reader", "csv_parser", "report_generator")
 A = {"path": "/data/a.csv"}
@@ -73,6 +73,13 @@ READ = [
     ("pythonic call", "file_reader(path='/data/a.csv')", [("file_reader", A)]),
     ("pythonic list in a fence", "```python\n[file_reader(path='/data/a.csv'), csv_parser(delimiter=',')]\n```",
      [("file_reader", A), ("csv_parser", {"delimiter": ","})]),
+    ("llama 3.1 function tag", '<function=file_reader>{"path": "/data/a.csv"}</function>', [("file_reader", A)]),
+    ("two llama 3.1 function tags", '<function=file_reader>{"path": "/data/a.csv"}</function>\n'
+                                    "<function=report_generator>{}</function>",
+     [("file_reader", A), ("report_generator", {})]),
+    ("mistral [TOOL_CALLS] prefix", f"[TOOL_CALLS] [{CALL}]", [("file_reader", A)]),
+    ("llama 3 type/name/parameters", '{"type": "function", "name": "file_reader", "parameters": {"path": "/data/a.csv"}}',
+     [("file_reader", A)]),
     ("unreadable fence then a bare call outside it is not mixed", f"```text\nsee below\n```\n{CALL}",
      [("file_reader", A)]),
     ("a call after a prose fence", f"```\nplan: read, parse\n```\n{CALL}", [("file_reader", A)]),
@@ -96,6 +103,7 @@ UNREADABLE = [
     ("a name that is not a string", '{"name": 42, "arguments": {}}', "names no tool"),
     ("an unknown name with stray keys", '{"name": "teleport", "destination": "mars"}', "names no tool"),
     ("a bad value", '{"name": "file_reader", "arguments": {"path": undefined}}', "malformed JSON"),
+    ("llama 3.1 function tag without an object", "<function=file_reader>/data/a.csv</function>", "no JSON object"),
     ("pythonic with positional arguments", "file_reader('/data/a.csv')", "positional"),
     ("pythonic with a computed value", "file_reader(path=os.getcwd())", "not a literal"),
 ]
@@ -153,6 +161,13 @@ def test_pathological_text_is_bounded():
     """Unbalanced brackets by the thousand, a huge answer: read in bounded time, nothing invented."""
     assert read_calls("{[" * 50_000, TOOLS).calls == ()
     assert read_calls("[" * 100 + "]" * 100, TOOLS).calls == ()
+    assert read_calls("{" * 30_000 + "]" * 30_000, TOOLS).calls == (), "stray closers"
+    assert read_calls("[a " * 20_000 + "]" * 20_000, TOOLS).calls == (), "prose nested in brackets"
+    assert read_calls("{'k': 'v'} " * 5_000, TOOLS).calls == (), "many Python-literal spans"
+    big = json.dumps({"rows": [{"name": f"r{i}", "v": i} for i in range(2_000)]})
+    assert read_calls(big, TOOLS) == ReadCalls(), "data whose items have names is no call"
+    deep = "[" * 50 + CALL + "]" * 50
+    assert [c.name for c in read_calls(deep, TOOLS).calls] == ["file_reader"]
     long = "x" * (MAX_TEXT + 10) + CALL
     assert read_calls(long, TOOLS).calls == (), "text past the limit is not read"
     assert [c.name for c in read_calls(CALL + "x" * MAX_TEXT, TOOLS).calls] == ["file_reader"]

@@ -1,7 +1,8 @@
 """Reading tool calls that a model wrote in its text instead of ``tool_calls``. Pure.
 
 Many open models and gateways answer a tool-use request with the call as text: bare JSON, JSON in a
-```json fence, Hermes/Qwen ``<tool_call>...</tool_call>`` tags, a list of calls, OpenAI's own shape
+```json fence, Hermes/Qwen ``<tool_call>...</tool_call>`` tags, Llama 3.1's
+``<function=name>{...}</function>``, a list of calls, OpenAI's own shape
 pasted as text, or (prompted the way Berkeley's leaderboard does) ``name(key=value)``. This module
 reads all of those (the last only for offered tools); :func:`read_calls` says which calls the text holds, whether it tried to call
 something at all, and, when it tried and nothing could be read, why not.
@@ -19,20 +20,25 @@ prose before and after. A call cut off mid-way is unreadable, never guessed at.
 from __future__ import annotations
 
 import ast
+import bisect
 import json
 import re
 from dataclasses import dataclass
 from typing import Any, Collection
 
 MAX_TEXT = 64 * 1024  # longer answers are read up to here
-MAX_STARTS = 400  # JSON start characters tried per text (bounds the work on pathological text)
+MAX_STARTS = 200  # bracketed spans parsed per block (bounds the work on pathological text)
+MAX_DEPTH = 8  # how far down the open brackets a closing one looks for its partner
+MAX_REPAIR = 16 * 1024  # spans longer than this are read as strict JSON only (no repairs)
 NAME_KEYS = ("name", "tool", "tool_name", "function", "function_name")
 ARG_KEYS = ("arguments", "parameters", "args", "params", "input", "tool_input", "kwargs")
 _META_KEYS = frozenset({"id", "type", "call_id", "index"})
 _TAG = re.compile(r"<(tool_call|tool_calls|function_call)>\s*(.*?)\s*(?:</\1>|(?=<\1>)|\Z)", re.S | re.I)
+_FUNCTION_TAG = re.compile(r"<function=([\w.-]+)>\s*(.*?)\s*(?:</function>|\Z)", re.S)  # Llama 3.1's custom format
 _FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 _NAMED = re.compile(r"""["']?(?:%s)["']?\s*:""" % "|".join(NAME_KEYS))
 _PY_CALL = re.compile(r"^\[?\s*[A-Za-z_][\w.]*\s*\(")
+_SPECIAL = re.compile(r"[{}\[\]\"'\\\n]")
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 
 
@@ -82,6 +88,8 @@ def read_calls(text: str | None, tools: Collection[str] = ()) -> ReadCalls:
         return ReadCalls()
     text = text[:MAX_TEXT]
     found = _Found()
+    if _read_function_tags(text, found):
+        return found.result()
     tags = list(_TAG.finditer(text))
     if tags:
         for m in tags:
@@ -100,6 +108,18 @@ def read_calls(text: str | None, tools: Collection[str] = ()) -> ReadCalls:
     return found.result()
 
 
+def _read_function_tags(text: str, found: _Found) -> bool:
+    """``<function=name>{arguments}</function>``: the name in the tag, the arguments as its JSON body."""
+    tags = list(_FUNCTION_TAG.finditer(text))
+    for m in tags:
+        ok, args = _loads(m.group(2)) if m.group(2) else (True, {})
+        if ok and isinstance(args, dict):
+            found.calls.append(ContentCall(_clean(m.group(1)), args))
+        else:
+            found.fail(f"<function={m.group(1)}> holds no JSON object of arguments")
+    return bool(tags)
+
+
 def _read_block(block: str, tools: Collection[str], found: _Found, where: str) -> None:
     """Every JSON value in ``block`` that is a call; a block that is nothing but ``f(k=v)`` calls too."""
     before = len(found.calls)
@@ -109,63 +129,71 @@ def _read_block(block: str, tools: Collection[str], found: _Found, where: str) -
 
 
 def _scan_json(block: str, tools: Collection[str], found: _Found, where: str) -> None:
-    i, tries = 0, 0
-    while tries < MAX_STARTS:
-        starts = [p for p in (block.find("{", i), block.find("[", i)) if p >= 0]
-        if not starts:
+    """Outermost bracketed spans first; a span that is not JSON (prose in brackets) is searched inside."""
+    match, unclosed = _brackets(block)
+    named = [m.start() for m in _NAMED.finditer(block)]  # where a name key appears, for bisecting
+    consumed, tries = 0, 0
+    for start in sorted(match):
+        if start < consumed:
+            continue
+        if tries >= MAX_STARTS:
             return
-        i = min(starts)
         tries += 1
-        end = _balanced_end(block, i)
-        if end is None:
-            if _NAMED.search(block, i):
-                found.fail(f"unterminated JSON in {where} (the answer may have been cut off)")
-                return
-            i += 1
-            continue
-        chunk = block[i:end]
-        ok, value = _loads(chunk)
+        end = match[start]
+        ok, value = _loads(block[start:end])
         if not ok:
-            if _NAMED.search(chunk):
+            if _any_between(named, start, end):
                 found.fail(f"malformed JSON in {where}: {value}")
-                i = end
-            else:
-                i += 1
-            continue
+                consumed = end
+            continue  # not JSON: the spans inside it are tried next
+        consumed = end
         calls = _calls_from(value, tools)
         if calls:
             found.calls.extend(calls)
         elif _looks_named(value):
             found.fail(f"a JSON object in {where} names no tool in a form that can be read "
                        f"(use {{\"name\": ..., \"arguments\": {{...}}}})")
-        i = end if calls or isinstance(value, (dict, list)) else i + 1
+    cut = next((u for u in unclosed if u >= consumed), None)
+    if cut is not None and _any_between(named, cut, len(block)):
+        found.fail(f"unterminated JSON in {where} (the answer may have been cut off)")
 
 
-def _balanced_end(text: str, start: int) -> int | None:
-    """The index just past the bracket that closes the one at ``start`` (strings respected), or None."""
-    depth, quote, escaped = 0, "", False
-    for j in range(start, len(text)):
-        ch = text[j]
+def _any_between(positions: list[int], start: int, end: int) -> bool:
+    i = bisect.bisect_left(positions, start)
+    return i < len(positions) and positions[i] < end
+
+
+def _brackets(text: str) -> tuple[dict[int, int], list[int]]:
+    """One pass: each opening bracket's index -> the index past its closing one (strings respected;
+    a string never spans a line, as in JSON), and the opening brackets never closed. Only the
+    characters that matter are visited."""
+    match: dict[int, int] = {}
+    stack: list[int] = []
+    quote, escaped_at = "", -1
+    for m in _SPECIAL.finditer(text):
+        j, ch = m.start(), m.group()
         if quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
+            if j == escaped_at:
+                continue
+            if ch == "\\":
+                escaped_at = j + 1
+            elif ch == quote or ch == "\n":
                 quote = ""
             continue
-        if ch in "\"'":
-            # an apostrophe is a quote only where a Python-style literal could put one
-            if ch == "'" and not _python_quote(text, j):
-                continue
+        if ch == '"' or (ch == "'" and _python_quote(text, j)):
             quote = ch
         elif ch in "{[":
-            depth += 1
+            stack.append(j)
         elif ch in "}]":
-            depth -= 1
-            if depth == 0:
-                return j + 1
-    return None
+            want = "{" if ch == "}" else "["
+            k = floor = len(stack) - 1
+            floor = max(0, floor - MAX_DEPTH)
+            while k >= floor and text[stack[k]] != want:
+                k -= 1  # brackets left open inside (prose) are skipped over, a stray closer is ignored
+            if k >= floor:
+                match[stack[k]] = j + 1
+                del stack[k:]
+    return match, stack
 
 
 def _python_quote(text: str, j: int) -> bool:
@@ -179,12 +207,16 @@ def _loads(chunk: str) -> tuple[bool, Any]:
         return True, json.loads(chunk)
     except (ValueError, RecursionError) as exc:
         why = f"{type(exc).__name__}: {exc}"[:160]
+    if len(chunk) > MAX_REPAIR:
+        return False, why  # big spans are read as JSON only
     repaired = _TRAILING_COMMA.sub(r"\1", chunk)
     if repaired != chunk:
         try:
             return True, json.loads(repaired)
         except (ValueError, RecursionError):
             pass
+    if "'" not in repaired:
+        return False, why  # a Python literal only helps single-quoted strings
     try:
         value = ast.literal_eval(repaired)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):

@@ -80,6 +80,11 @@ READ = [
     ("mistral [TOOL_CALLS] prefix", f"[TOOL_CALLS] [{CALL}]", [("file_reader", A)]),
     ("llama 3 type/name/parameters", '{"type": "function", "name": "file_reader", "parameters": {"path": "/data/a.csv"}}',
      [("file_reader", A)]),
+    ("a numbered list of pythonic calls, as the suggested workflow is shown",
+     "1. file_reader(path='/data/a.csv')\n2. json_data = json.loads(file_reader(path))\n3. print(json_data)",
+     [("file_reader", A)]),
+    ("pythonic lines with markers amid prose", "Plan:\n- file_reader(path='/data/a.csv')\n- csv_parser(delimiter=',');"
+                                              "\nThat is all.", [("file_reader", A), ("csv_parser", {"delimiter": ","})]),
     ("unreadable fence then a bare call outside it is not mixed", f"```text\nsee below\n```\n{CALL}",
      [("file_reader", A)]),
     ("a call after a prose fence", f"```\nplan: read, parse\n```\n{CALL}", [("file_reader", A)]),
@@ -126,6 +131,8 @@ NOT_CALLS = [
     ("a list of numbers", "The counts were [1, 2, 3]."),
     ("code in a fence", "```python\nprint('done')\n```"),
     ("pythonic call of a tool not offered", "print(path='/x')"),
+    ("a tool named in a sentence", "I called file_reader(path='/data/a.csv') and it worked."),
+    ("a numbered line with prose after the call", "1. file_reader(path='/data/a.csv') reads the input"),
     ("pythonic without offered tools", "file_reader(path='/x')"),
 ]
 

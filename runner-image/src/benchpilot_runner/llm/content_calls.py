@@ -3,7 +3,8 @@
 Many open models and gateways answer a tool-use request with the call as text: bare JSON, JSON in a
 ```json fence, Hermes/Qwen ``<tool_call>...</tool_call>`` tags, Llama 3.1's
 ``<function=name>{...}</function>``, a list of calls, OpenAI's own shape
-pasted as text, or (prompted the way Berkeley's leaderboard does) ``name(key=value)``. This module
+pasted as text, or (prompted the way Berkeley's leaderboard does, or copying the way the
+workflow suite shows a suggested workflow) ``name(key=value)``, alone or one per line of a list. This module
 reads all of those (the last only for offered tools); :func:`read_calls` says which calls the text holds, whether it tried to call
 something at all, and, when it tried and nothing could be read, why not.
 
@@ -39,6 +40,7 @@ _FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 _NAMED = re.compile(r"""["']?(?:%s)["']?\s*:""" % "|".join(NAME_KEYS))
 _PY_CALL = re.compile(r"^\[?\s*[A-Za-z_][\w.]*\s*\(")
 _SPECIAL = re.compile(r"[{}\[\]\"'\\\n]")
+_LIST_MARKER = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*\u2022])\s+")
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 
 
@@ -121,11 +123,18 @@ def _read_function_tags(text: str, found: _Found) -> bool:
 
 
 def _read_block(block: str, tools: Collection[str], found: _Found, where: str) -> None:
-    """Every JSON value in ``block`` that is a call; a block that is nothing but ``f(k=v)`` calls too."""
+    """Every JSON value in ``block`` that is a call; else ``f(k=v)`` calls of offered tools: the whole
+    block, or lines that are nothing but one call (after a list marker such as ``1.`` or ``-``)."""
     before = len(found.calls)
     _scan_json(block, tools, found, where)
-    if len(found.calls) == before and not found.attempted and tools and _PY_CALL.match(block.strip()):
-        _read_pythonic(block.strip(), tools, found)
+    if len(found.calls) > before or found.attempted or not tools:
+        return
+    if _PY_CALL.match(block.strip()) and _read_pythonic(block.strip(), tools, found):
+        return
+    for line in block.splitlines()[:MAX_STARTS]:
+        line = _LIST_MARKER.sub("", line, count=1).strip().rstrip(";")
+        if _PY_CALL.match(line) and line.split("(", 1)[0].strip() in tools:
+            _read_pythonic(line, tools, found)
 
 
 def _scan_json(block: str, tools: Collection[str], found: _Found, where: str) -> None:
@@ -281,28 +290,31 @@ def _call(name: str, args: Any) -> ContentCall:
     return ContentCall(_clean(name), args)
 
 
-def _read_pythonic(text: str, tools: Collection[str], found: _Found) -> None:
-    """``name(key=literal, ...)`` or a list of them: the whole block, keyword arguments only, and
-    only names of offered tools (``print(x)`` in a final answer's code is not a call)."""
+def _read_pythonic(text: str, tools: Collection[str], found: _Found) -> bool:
+    """``name(key=literal, ...)`` or a list of them, keyword arguments only, and only names of offered
+    tools (``print(x)`` in a final answer's code is not a call). Whether the text was such calls."""
+    if len(text) > MAX_REPAIR:
+        return False
     try:
         tree = ast.parse(text, mode="eval").body
     except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return
+        return False
     nodes = tree.elts if isinstance(tree, (ast.List, ast.Tuple)) else [tree]
     calls: list[ContentCall] = []
     for node in nodes:
         if not isinstance(node, ast.Call):
-            return
+            return False
         name = _clean(ast.unparse(node.func))
         if name not in tools:
-            return
+            return False
         if node.args or any(k.arg is None for k in node.keywords):
             found.fail(f"{name}(...) has positional arguments; name each one (key=value)")
-            return
+            return True
         try:
             args = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             found.fail(f"{name}(...) has an argument that is not a literal value")
-            return
+            return True
         calls.append(ContentCall(name, args))
     found.calls.extend(calls)
+    return True

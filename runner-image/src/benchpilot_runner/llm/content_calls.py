@@ -2,11 +2,11 @@
 
 Many open models and gateways answer a tool-use request with the call as text: bare JSON, JSON in a
 ```json fence, Hermes/Qwen ``<tool_call>...</tool_call>`` tags, Llama 3.1's
-``<function=name>{...}</function>``, a list of calls, OpenAI's own shape
-pasted as text, or (prompted the way Berkeley's leaderboard does, or copying the way the
-workflow suite shows a suggested workflow) ``name(key=value)``, alone or one per line of a list. This module
-reads all of those (the last only for offered tools); :func:`read_calls` says which calls the text holds, whether it tried to call
-something at all, and, when it tried and nothing could be read, why not.
+``<function=name>{...}</function>``, a list of calls, OpenAI's own shape pasted as text, or
+``name(key=value)`` (prompted the way Berkeley's leaderboard does, or copying the way the workflow
+suite shows a suggested workflow), alone or one per line of a list. This module reads all of those
+(the last only for offered tools); :func:`read_calls` says which calls the text holds, whether it
+tried to call something at all, and, when it tried and nothing could be read, why not.
 
 Accepted call shapes (keys in any order; a list of them, or ``{"tool_calls": [...]}``, is several):
 ``{"name": N, "arguments": A}`` with ``tool``/``tool_name``/``function``/``function_name`` for the

@@ -265,8 +265,14 @@ def test_report_shows_each_models_mode_from_the_rows_it_keeps():
                      "model": [r[0] for r in rows], "case_id": [r[1] for r in rows],
                      "status": [r[2] for r in rows], "attempt": pa.array([r[3] for r in rows], pa.int32()),
                      "finished_at": [T0] * len(rows)})
-    raw = RT.add_columns(base, pa.chunked_array([pa.array([r[4] for r in rows], pa.string())]))
-    loaded = R.Loaded(raw=raw, losers=R.losers_of(raw, R.winners(raw)), parts=1, unreadable=[])
+    def part(i, j):  # rows i..j as one part, read as the report reads it
+        details = pa.chunked_array([pa.array([r[4] for r in rows[i:j]], pa.string())])
+        return RT.add_columns(base.slice(i, j - i), details)
+
+    parts = [part(0, 3), part(3, 5), part(5, 7)]  # the last part names no mode: it gets no columns of its own
+    assert RT.MODE not in parts[2].column_names and RT.MODE in parts[0].column_names
+    raw = pa.concat_tables(parts, promote_options="permissive").unify_dictionaries()
+    loaded = R.Loaded(raw=raw, losers=R.losers_of(raw, R.winners(raw)), parts=3, unreadable=[])
     got = RT.summary(loaded)
     assert got == [
         {"model": "a", "mode": "native", "cases": 2, "content_tool_call_rate": 0.5, "unreadable_call_rate": None},

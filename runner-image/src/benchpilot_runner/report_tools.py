@@ -7,7 +7,6 @@ part (the JSON is written with sorted keys and default separators), so a results
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -15,15 +14,13 @@ MODE, CONTENT, UNREADABLE = "tool_calling", "tc_content_call", "tc_unreadable_ca
 
 
 def add_columns(table: pa.Table, details: pa.ChunkedArray) -> pa.Table:
-    """The part's rows with their mode (null where the suite recorded none) and the two flags as int8."""
+    """The part's rows with their mode (null where the suite recorded none) and the two flags as int8;
+    a part without any mode is returned as it is (concatenation fills the columns with nulls)."""
     def has(text: str) -> pa.ChunkedArray:
         return pc.match_substring(details, text)
 
     if details.null_count == len(details) or not pc.any(has('"tool_calling": "')).as_py():
-        # simulated models and other suites (most rows of a big sweep): constant columns, no string work
-        zeros = pa.array(np.zeros(table.num_rows, np.int8))
-        table = table.append_column(MODE, pa.nulls(table.num_rows, pa.dictionary(pa.int32(), pa.string())))
-        return table.append_column(CONTENT, zeros).append_column(UNREADABLE, zeros)
+        return table  # simulated models, other suites (most rows of a big sweep): the columns come as nulls
     none = pa.scalar(None, pa.string())
     mode = pc.if_else(has('"tool_calling": "prompt"'), "prompt", pc.if_else(has('"tool_calling": "native"'),
                                                                             "native", none))
@@ -37,13 +34,15 @@ def summary(loaded) -> list[dict]:
     raw = loaded.raw
     if MODE not in raw.column_names or raw.column(MODE).null_count == raw.num_rows:
         return []
-    keep = pc.is_valid(raw.column(MODE))
+    keep = pc.is_valid(raw.column(MODE))  # superseded rows and rows without a mode are left out
     if len(loaded.losers):
         superseded = pc.is_in(pa.array(range(raw.num_rows)), value_set=loaded.losers)
         keep = pc.and_(keep, pc.invert(superseded))
     rows = raw.select(["model", MODE, CONTENT, UNREADABLE]).filter(keep)
     if rows.num_rows == 0:
         return []
+    rows = rows.set_column(2, CONTENT, rows.column(CONTENT).fill_null(0)).set_column(
+        3, UNREADABLE, rows.column(UNREADABLE).fill_null(0))
     groups = rows.group_by(["model", MODE], use_threads=False).aggregate(
         [(MODE, "count"), (CONTENT, "sum"), (UNREADABLE, "sum")]).to_pylist()
     out = []

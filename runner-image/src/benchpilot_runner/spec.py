@@ -54,6 +54,7 @@ DEFAULT_KEY_ENV = "BENCHPILOT_API_KEY"
 # Output filesystems that keep what is written (fsspec protocols); memory://, http:// etc. do not.
 OUTPUT_PROTOCOLS = ("file", "local", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "hdfs",
                     "webhdfs", "sftp")
+TOOL_CALLING = ("native", "prompt")  # how a model is offered tools: in the request, or in the prompt (read from text)
 MODEL_PARAMS = {  # what a model entry may send with each request, and the type of each
     "temperature": float, "top_p": float, "max_tokens": int, "max_completion_tokens": int, "seed": int,
     "presence_penalty": float, "frequency_penalty": float, "stop": list, "reasoning_effort": str,
@@ -116,6 +117,7 @@ class ModelSpec:
     params: tuple[tuple[str, Any], ...] = ()
     price_in_per_mtok: float | None = None  # USD per million prompt tokens
     price_out_per_mtok: float | None = None
+    tool_calling: str = "native"  # TOOL_CALLING: "prompt" for a model or server without native tool calls
 
     @property
     def simulated(self) -> bool:
@@ -430,7 +432,7 @@ def _parse_models(mx: _Fields, simulation: Mapping[str, Any]) -> tuple[ModelSpec
     p = mx._p("models")
     if raw is None:
         raise SpecError(p, "is required: a list of models (sim/<preset>, openai/<id>, or "
-                           "{name, endpoint, model, params, price})")
+                           "{name, endpoint, model, params, price, toolCalling})")
     if not isinstance(raw, list) or not raw:
         raise SpecError(p, f"{show(raw)} is not a non-empty list of models")
     if len(raw) > 1000:
@@ -441,7 +443,8 @@ def _parse_models(mx: _Fields, simulation: Mapping[str, Any]) -> tuple[ModelSpec
         if isinstance(item, str):
             m = _model_from_string(item, path, simulation)
         elif isinstance(item, Mapping):
-            m = _model_from_object(_Fields(item, path, ("name", "endpoint", "model", "params", "price")), path)
+            m = _model_from_object(_Fields(item, path, ("name", "endpoint", "model", "params", "price",
+                                                        "toolCalling")), path)
         else:
             raise SpecError(path, f"{show(item)} is not a model name or a model object")
         if any(o.name == m.name for o in out):
@@ -505,8 +508,20 @@ def _model_from_object(f: _Fields, path: str) -> ModelSpec:
         checked.append((key, value))
     price = f.sub("price", ("inputPerMillionTokens", "outputPerMillionTokens"))
     return ModelSpec(name=name, endpoint=endpoint, model=model, params=tuple(checked),
+                     tool_calling=_tool_calling(f, path),
                      price_in_per_mtok=price.number("inputPerMillionTokens", None, minimum=0.0, maximum=1e6),
                      price_out_per_mtok=price.number("outputPerMillionTokens", None, minimum=0.0, maximum=1e6))
+
+
+def _tool_calling(f: _Fields, path: str) -> str:
+    value = f.raw("toolCalling")
+    if value is None:
+        return "native"
+    if not isinstance(value, str) or value not in TOOL_CALLING:
+        raise SpecError(f"{path}.toolCalling", f"{show(value)} is not allowed; allowed: {', '.join(TOOL_CALLING)} "
+                                               "(native: tools in the request; prompt: tools in the prompt, "
+                                               "calls read from the answer's text)")
+    return value
 
 
 _ENDPOINT_FIELDS = ("name", "baseURL", "apiKeySecretRef", "apiKeyEnv", "limits", "requestTimeoutSeconds",
@@ -775,11 +790,13 @@ def _drop_none(d: dict) -> dict:
 
 def _model_doc(m: ModelSpec) -> Any:
     if m.simulated or (m.endpoint == DEFAULT_ENDPOINT and m.name == f"openai/{m.model}" and not m.params
-                       and m.price_in_per_mtok is None and m.price_out_per_mtok is None):
+                       and m.price_in_per_mtok is None and m.price_out_per_mtok is None
+                                                        and m.tool_calling == "native"):
         return m.name
     price = _drop_none({"inputPerMillionTokens": m.price_in_per_mtok, "outputPerMillionTokens": m.price_out_per_mtok})
     return _drop_none({"name": m.name, "endpoint": m.endpoint, "model": m.model,
-                       "params": {k: list(v) if isinstance(v, tuple) else v for k, v in m.params}, "price": price})
+                       "params": {k: list(v) if isinstance(v, tuple) else v for k, v in m.params}, "price": price,
+                       "toolCalling": m.tool_calling if m.tool_calling != "native" else None})
 
 
 def _endpoint_doc(e: Endpoint) -> dict:

@@ -6,6 +6,7 @@ groups   rates and means per group, with intervals        compare  paired compar
 cost     cost and tokens per success, Pareto front       cases    the non-success cases listed
 summary  all of it as one dict (the JSON)                text     the terminal tables
 plots    the PNG                                         svg, html  the self-contained HTML page
+tools    each model's tool-calling mode (toolCalling)
 
 Result sets with different run uids under one root (e.g. ``toolSuccessRate`` changed between runs)
 are never merged: the summary says so and groups and compares by result set.

@@ -13,7 +13,7 @@ from importlib import resources
 from . import fmt
 from .html_parts import attrs, e, section, table, td
 from .html_sections import (comparisons_section, cost_section, group_section, robustness_section,
-                            summary_section)
+                            summary_section, tool_calling_section)
 
 
 def _asset(name: str) -> str:
@@ -86,7 +86,8 @@ def document(s: dict) -> str:
              group_section(s, "by_model_prompt_type", "prompt_type", "By model × prompt type"),
              group_section(s, "by_task_type", "task_type", "By model × task type"),
              group_section(s, "by_model", None, "By model"),
-             comparisons_section(s), robustness_section(s), cost_section(s), cases_section(s)]
+             tool_calling_section(s), comparisons_section(s), robustness_section(s), cost_section(s),
+             cases_section(s)]
     return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
             '<meta name=viewport content="width=device-width, initial-scale=1">'
             f"<title>{e(title)}</title><style>{_asset('report.css')}</style></head><body>"

@@ -171,3 +171,18 @@ def cost_section(s: dict) -> str:
                        f"{td('yes' if r['pareto'] else '', pareto=str(r['pareto']).lower())}</tr>" for r in rows],
                       left=2)
     return section("Cost against quality", body or "<p>No groups.</p>", "cost-section")
+
+
+def tool_calling_section(s: dict) -> str:
+    """Each endpoint model's tool-calling mode, and how often its calls came as text (native) or could not
+    be read (prompt); nothing when no model recorded a mode (simulated models, suites without tools)."""
+    groups = s.get("tool_calling") or []
+    if not groups:
+        return ""
+    def rate(x) -> str:
+        return "-" if x is None else f"{100 * x:.0f}%"
+    rows = [f"<tr{attrs(row='1', model=g['model'])}>{td(g['model'], 'l')}{td(g['mode'], 'l')}{td(g['cases'])}"
+            f"{td(rate(g['content_tool_call_rate']))}{td(rate(g['unreadable_call_rate']))}</tr>" for g in groups]
+    return section("Tool calling by model", table("tool-calling", ["model", "mode", "cases", "calls in text (native)",
+                                                                   "unreadable calls (prompt)"], rows, left=2),
+                   "tool-calling-section")

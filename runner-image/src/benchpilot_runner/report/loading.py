@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from ..sink import SCHEMA, list_parts, open_uri, read_part
 from ..spec import FINAL_STATUSES
+from . import tools
 
 log = logging.getLogger("benchpilot.report")
 
@@ -96,7 +97,7 @@ def _read(fs, part: str) -> tuple[str, pa.Table | None, str | None]:
     try:
         table = read_part(fs, part, (*READ_COLUMNS, "details"), dictionaries=True)
         details = table.column("details")
-        table = _flags(table.drop_columns(["details"]), details)
+        table = tools.add_columns(_flags(table.drop_columns(["details"]), details), details)
         uid = pa.DictionaryArray.from_arrays(pa.array(np.zeros(table.num_rows, np.int32)), pa.array([_uid_of(part)]))
         return part, table.append_column("uid", uid), None
     except Exception as exc:  # noqa: BLE001 - report what could not be read, go on with the rest

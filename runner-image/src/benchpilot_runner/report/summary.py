@@ -7,7 +7,7 @@ import pyarrow.compute as pc
 
 from ..spec import FINAL_STATUSES, STATUSES
 from . import cases as case_list
-from . import compare, cost, groups
+from . import compare, cost, groups, tools
 from .frame import Frame, build
 from .loading import EXTRA_PREFIX, Loaded, _plain
 
@@ -70,6 +70,7 @@ def summarize(loaded: Loaded, *, reference: str | None = None, confidence: float
         "comparisons": compare.models(frame, confidence),
         "robustness": compare.robustness(frame, reference, confidence),
         "cost": cost.table(by_prompt),
+        "tool_calling": tools.summary(loaded),
     })
     if cases is not None:
         out["cases"] = case_list.listing(frame, loaded, cases)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import fmt
+from . import fmt, tools
 
 NOISE = ("Intervals are {c:.0%}, each on its own; a difference is significant (*) only when its p-value, "
          "Holm-adjusted for the number of comparisons, is below {a:g}. Unmarked differences cannot be told "
@@ -105,6 +105,7 @@ def render(summary: dict, console=None) -> None:
             console.print(_robustness_table(block, bool(summary.get("warning"))))
         elif block.get("note"):
             console.print(f"robustness ({fmt.set_name(block)}): {block['note']}", highlight=False)
+    tools.render(summary, console)
     if summary.get("flag_counts"):
         console.print("cases where " + ", ".join(f"{k} {v}" for k, v in summary["flag_counts"].items())
                       + f" (of {summary['total']})", highlight=False)

@@ -14,12 +14,15 @@ and the same one correction round.
 
 Each side runs in a fresh process. Printed: questions/s, peak RSS (VmHWM), the speed-up, and
 benchpilot's overhead per question excluding the LLM's latency — measured at concurrency 1, as
-(wall time - answers x L) / questions. Goals (issue 11): speed-up >= 20x at 64 in flight, peak RSS of
-(b) under 1 GiB, overhead under 20 ms. Figures, not a pass/fail test.
+(wall time - answers x L) / questions — and the cost of scoring a case under all three modes
+(spider, bird, strict: the pure comparison of results already fetched, and reading the query out
+of the answer), per case. Goals (issues 11, 17): speed-up >= 20x at 64 in flight, peak RSS of (b)
+under 1 GiB, overhead under 20 ms, scoring under all modes under 1 ms. Figures, not a pass/fail test.
 
     .venv/bin/python bench/text2sql_pipeline.py [--questions 200] [--latency 0.2] [--concurrency 64]
 
-Last line: {"naive_qps": …, "benchpilot_qps": …, "speedup": …, "benchpilot_peak_rss_mib": …, "overhead_ms": …}
+Last line: {"naive_qps": …, "benchpilot_qps": …, "speedup": …, "benchpilot_peak_rss_mib": …, "overhead_ms": …,
+            "scoring_ms_per_case": …, "extract_ms_per_answer": …}
 """
 
 from __future__ import annotations
@@ -152,6 +155,46 @@ async def benchpilot(questions: int, latency: float, concurrency: int, cache_dir
             "sql_statements": runner.suite.sql.statements, "peak_rss_mib": peak_rss_mib()}
 
 
+def scoring_cost(questions: int) -> dict:
+    """Milliseconds per case to judge a prediction under every mode (results already fetched) and to
+    read the query out of an answer; over the built-in questions, the simulated model's answers."""
+    import random
+
+    from benchpilot_runner.suites.text2sql import vocab
+    from benchpilot_runner.suites.text2sql.compare import spider_orders
+    from benchpilot_runner.suites.text2sql.dataset import BuiltinDataset
+    from benchpilot_runner.suites.text2sql.extract import extract_sql
+    from benchpilot_runner.suites.text2sql.items import ordered
+    from benchpilot_runner.suites.text2sql.scoring import Judged, outcome, verdicts
+    from benchpilot_runner.suites.text2sql.sim import wrong_query
+    from benchpilot_runner.suites.text2sql.sqlexec import SqlRunner
+
+    ds, runner, rng = BuiltinDataset(), SqlRunner(), random.Random(17)
+    cells = [(t, d) for t in vocab.TASK_TYPES for d in vocab.DIFFICULTIES]
+    cases, answers = [], []
+    for i in range(questions):
+        item = ds.question(*cells[i % len(cells)], i // len(cells))
+        path = str(ds.db_paths[item.db_id])
+        pred_sql = item.sql if i % 3 else wrong_query(item.sql, rng)
+        gold, pred = runner.run_sync(path, item.sql), runner.run_sync(path, pred_sql)
+        cases.append(Judged(gold, pred, gold, pred, spider_orders(item.sql), ordered(item.sql)))
+        answers.append(f"Reasoning first.\n```sqlite\n{pred_sql};\n```\nThis answers the question.")
+    rounds = 20
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        for j in cases:
+            for mode in ("spider", "bird", "strict"):
+                outcome(j, mode, verdicts(j))
+    judged = (time.perf_counter() - t0) / (rounds * len(cases)) / 3 * 1000  # one verdicts+outcome per case
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        for a in answers:
+            extract_sql(a)
+    extracted = (time.perf_counter() - t0) / (rounds * len(answers)) * 1000
+    rows = sum(len(j.gold.rows) for j in cases) / len(cases)
+    return {"scoring_ms": judged, "extract_ms": extracted, "mean_gold_rows": rows}
+
+
 def run_child(args: list[str]) -> dict:
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, timeout=3600,
                          env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
@@ -165,11 +208,14 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=200)
     ap.add_argument("--latency", type=float, default=0.2, help="the LLM stand-in's seconds per answer")
     ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--child", choices=("naive", "benchpilot"))
+    ap.add_argument("--child", choices=("naive", "benchpilot", "scoring"))
     ap.add_argument("--cache")
     args = ap.parse_args()
     if args.child == "naive":
         print(json.dumps(asyncio.run(naive(args.questions, args.latency))))
+        return
+    if args.child == "scoring":
+        print(json.dumps(scoring_cost(args.questions)))
         return
     if args.child == "benchpilot":
         print(json.dumps(asyncio.run(benchpilot(args.questions, args.latency, args.concurrency, args.cache))))
@@ -186,6 +232,7 @@ def main() -> None:
         b = run_child(["--child", "benchpilot", *common, "--concurrency", str(args.concurrency), "--cache", cache_dir])
         one = run_child(["--child", "benchpilot", *common, "--concurrency", "1", "--cache", cache_dir])
         a = run_child(["--child", "naive", *common])
+        sc = run_child(["--child", "scoring", *common])
     overhead_ms = 1000 * (one["wall_s"] - one["answers"] * args.latency) / one["questions"]
     print(f"{args.questions} questions, LLM stand-in {args.latency:g}s per answer, 2 cores")
     print(f"(a) naive: encoder per node, one question at a time: {a['qps']:7.2f} questions/s, "
@@ -196,9 +243,13 @@ def main() -> None:
     print(f"speed-up (b)/(a): {b['qps'] / a['qps']:.1f}x (goal >= 20x)")
     print(f"(b) at 1 in flight: {one['qps']:.2f} questions/s; overhead per question excluding the LLM: "
           f"{overhead_ms:.1f} ms (goal < 20 ms)")
+    print(f"scoring a case under all modes (spider, bird, strict), results fetched: {sc['scoring_ms']:.3f} ms "
+          f"(goal < 1 ms; {sc['mean_gold_rows']:.1f} gold rows on average); reading the query out of an answer: "
+          f"{sc['extract_ms']:.3f} ms")
     print(json.dumps({"naive_qps": round(a["qps"], 3), "benchpilot_qps": round(b["qps"], 2),
                       "speedup": round(b["qps"] / a["qps"], 1), "benchpilot_peak_rss_mib": round(b["peak_rss_mib"]),
-                      "naive_peak_rss_mib": round(a["peak_rss_mib"]), "overhead_ms": round(overhead_ms, 1)}))
+                      "naive_peak_rss_mib": round(a["peak_rss_mib"]), "overhead_ms": round(overhead_ms, 1),
+                      "scoring_ms_per_case": round(sc["scoring_ms"], 4), "extract_ms_per_answer": round(sc["extract_ms"], 4)}))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv at the repo root and install benchpilot with every dependency pinned.
 #   scripts/bootstrap.sh           runtime + test dependencies (idempotent, fast when nothing changed)
-#   scripts/bootstrap.sh --system  also the system packages the tests use (Debian's prometheus)
+#   scripts/bootstrap.sh --system  also the system packages the tests use (Debian's prometheus, and chromium +
+#                                  chromium-driver for the HTML report's browser test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -18,6 +19,16 @@ if [[ "${1:-}" == "--system" ]] && ! command -v promtool >/dev/null 2>&1; then
   fi
 fi
 
+if [[ "${1:-}" == "--system" ]] && ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "bootstrap: installing Debian's chromium and chromium-driver for the HTML report's browser test" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+  else
+    echo "bootstrap: chromium/chromedriver not found and cannot apt-get install them; the browser test will fail" >&2
+  fi
+fi
+
 if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv
 fi
@@ -28,4 +39,14 @@ if [[ ! -f $stamp || requirements.lock -nt $stamp || pyproject.toml -nt $stamp ]
   .venv/bin/pip install --disable-pip-version-check -q -c requirements.lock -e ".[test]" 2>&1 \
     | { grep -v "^WARNING: Location '.*' is ignored" || true; }
   touch "$stamp"
+fi
+# The statistics tests' reference (statsmodels and pandas), beside the venv and not in it: pyarrow imports
+# pandas whenever it can, which would weigh on every benchpilot process run from the venv.
+ref=.venv/reference
+if [[ ! -f $ref/.installed || requirements.lock -nt $ref/.installed ]]; then
+  echo "bootstrap: installing the statistics tests' reference (statsmodels) into $ref" >&2
+  rm -rf "$ref"
+  .venv/bin/pip install --disable-pip-version-check -q --no-deps --target "$ref" -c requirements.lock \
+    statsmodels pandas patsy formulaic interface_meta 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
+  touch "$ref/.installed"
 fi

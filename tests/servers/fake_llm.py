@@ -17,6 +17,14 @@ The requested model name picks the behaviour, so one server serves every test of
 - ``badshape-once``: on the first attempt of a turn a 200 whose ``tool_calls`` is not a list and
   whose ``usage.prompt_tokens`` is ``"lots"``;
 - ``priced``: like ``follow``, with usage of 1000 prompt and 100 completion tokens per answer;
+- ``t2s.<table>.<shape>``: the SQL a test registered for the prompt's question in
+  ``sql_tables[<table>]``, in one of the shapes real models answer in (``tests/servers/sql_answers.py``);
+- ``content-<shape>``: a model whose server has no native tool calls: it replays the suggested
+  workflow like ``follow`` but writes each call in its answer's text (never ``tool_calls``), in one
+  of ``CONTENT_SHAPES`` (bare JSON, a fenced block amid prose, Hermes tags, OpenAI's shape, other key
+  names, a list of two calls, two fenced calls, ``name(key=value)``); ``content-invented`` first calls
+  a tool that does not exist; ``content-broken`` always writes malformed JSON; ``content-prose``
+  never calls anything. Requests are counted in ``content_requests[(model, tools sent?)]``;
 - ``sql-<name>``: a text2sql answer, the same query every time (correction rounds too), from
   ``SQL_ANSWERS``: ``hang`` (never ends), ``huge`` (endless rows), ``delete``/``drop``/``attach``/
   ``pragma`` (try to write), ``prose`` (no SQL at all), ``count`` (a valid query).
@@ -100,6 +108,48 @@ def _answer(messages: list[dict], tools: list[dict]) -> dict:
     return msg
 
 
+def _one(shape: str, name: str, args: dict) -> str:
+    if shape in ("bare", "invented"):
+        return json.dumps({"name": name, "arguments": args})
+    if shape == "fenced":
+        return f"I will call {name} now.\n```json\n{json.dumps({'name': name, 'arguments': args})}\n```\nThen I wait."
+    if shape == "hermes":
+        return f"<tool_call>\n{json.dumps({'name': name, 'arguments': args})}\n</tool_call>"
+    if shape == "openai":
+        return json.dumps({"type": "function", "function": {"name": name, "arguments": json.dumps(args)}})
+    if shape == "alt":
+        return json.dumps({"tool": name, "parameters": args})
+    if shape == "pythonic":
+        return f"{name}(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")"
+    return f"```json\n{json.dumps({'name': name, 'arguments': args})}\n```"  # "two": one block per call
+
+
+CONTENT_SHAPES = {"bare": 1, "fenced": 1, "hermes": 1, "openai": 1, "alt": 1, "pythonic": 1, "list": 2, "two": 2,
+                  "invented": 1}
+
+
+def _content_answer(model: str, messages: list[dict]) -> dict:
+    """``content-<shape>``: the next step(s) of the suggested workflow, written as text."""
+    shape = model.split("-", 1)[1]
+    if shape == "broken":
+        return {"role": "assistant", "content": '```json\n{"name": "file_reader" "arguments": {"path": }\n```'}
+    steps, turns = _workflow(messages), sum(1 for m in messages if m.get("role") == "assistant")
+    if shape == "prose" or not steps:
+        return {"role": "assistant", "content": "I would read the input, transform it and write the report."}
+    if shape == "invented" and turns == 0:
+        return {"role": "assistant", "content": _one("bare", "super_tool", {"goal": "everything"})}
+    per_turn = CONTENT_SHAPES[shape]
+    done = per_turn * (turns - (shape == "invented"))
+    batch = steps[done:done + per_turn]
+    if not batch:
+        return {"role": "assistant", "content": "Done."}
+    if shape == "list":
+        text = json.dumps([{"function": n, "args": a} for n, a in batch])
+    else:
+        text = "\n".join(_one(shape, n, a) for n, a in batch)
+    return {"role": "assistant", "content": text}
+
+
 def _completion(msg: dict, model: str) -> dict:
     return {"id": "chatcmpl-fake", "object": "chat.completion", "model": model,
             "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if msg.get("tool_calls") else "stop"}],
@@ -116,6 +166,8 @@ class FakeLLM:
         self.limits: dict[str, tuple[int, float]] = {}
         self.throttled: Counter = Counter()
         self._recent: dict[str, list[float]] = {}
+        self.sql_tables: dict[str, dict[tuple[str, str], str]] = {}  # t2s.<table>.<shape> models
+        self.content_requests: Counter = Counter()  # (model, whether the request sent tools) for content-*
 
     def limit(self, prefix: str, n: int, window_s: float) -> None:
         self.limits[prefix] = (n, window_s)
@@ -189,6 +241,14 @@ class FakeLLM:
             return web.Response(text="{not json", content_type="application/json")
         if model == "garbage":
             return web.Response(text='{"choices": "nope"', content_type="application/json")
+        if model.startswith("t2s."):
+            from tests.servers.sql_answers import answer
+
+            content = answer(self.sql_tables, model, messages)
+            return web.json_response(_completion({"role": "assistant", "content": content}, model))
+        if model.startswith("content-"):
+            self.content_requests[model, bool(tools)] += 1
+            return web.json_response(_completion(_content_answer(model, messages), model))
         if model.startswith("sql-"):
             sql = SQL_ANSWERS[model.split("-", 1)[1]]
             content = sql if model == "sql-prose" else f"Here is the query:\n```sql\n{sql}\n```"

@@ -1,10 +1,15 @@
 """The core's side of running one case: pick the model (an endpoint's or a simulated one), count what
-the case uses around every chat, and hand the case to its suite. Nothing here knows a suite's content."""
+the case uses around every chat, and hand the case to its suite. Nothing here knows a suite's content.
+
+A model with ``toolCalling: prompt`` is offered a suite's tools in the prompt instead of the request,
+and the calls in its answer's text come back to the suite as native ``tool_calls``
+(:mod:`.llm.prompt_tools`): every suite that uses tools gets prompt mode without knowing of it."""
 
 from __future__ import annotations
 
 from typing import Callable, Protocol
 
+from .llm import prompt_tools
 from .llm.base import ChatResult
 from .spec import Case, RunSpec, find_suite
 from .suites.base import CaseProgress, Chat, Retrieval, SuiteRunner, result_fields
@@ -51,7 +56,13 @@ class CaseRunner:
         params = dict(model.params)
 
         async def chat(messages: list[dict], tools: list[dict]) -> ChatResult:
-            return await client.chat(model.model, messages, tools, label=model.name, params=params)
+            if model.tool_calling != "prompt" or not tools:  # a suite that sends no tools is never translated
+                return await client.chat(model.model, messages, tools, label=model.name, params=params)
+            # prompt mode: the tools go in the prompt, the request has none, the calls are read from the text
+            result = await client.chat(model.model, prompt_tools.to_prompt(messages, tools), [], label=model.name,
+                                       params=params)
+            turn = sum(1 for m in messages if m.get("role") == "assistant")
+            return prompt_tools.read_answer(result, tools, turn)
         return chat
 
     async def run(self, case: Case, progress: CaseProgress) -> dict:

@@ -14,6 +14,33 @@ from .spec import CONFIG_ERROR_EXIT, SpecError, check_number
 log = logging.getLogger("benchpilot.cli")
 
 
+def _plan_parser(sub) -> None:
+    plan = sub.add_parser("plan", help="estimate cases, memory, requests, tokens, cost and time before running")
+    plan.add_argument("manifest")
+    plan.add_argument("--pilot", type=int, default=0, metavar="N",
+                      help="run N real cases per model first (costs what they cost) and estimate from them")
+    plan.add_argument("--format", choices=("text", "json"), default="text")
+    plan.add_argument("--detect", type=float, metavar="D",
+                      help="also say how many instances per cell detect a paired difference D in success rate "
+                           "(e.g. 0.05) with 80%% power")
+    plan.add_argument("--discordance", type=float, default=0.5, metavar="PSI",
+                      help="the share of items two compared cells disagree on (default 0.5, the most two arms "
+                           "disagreeing at random do; a report of an earlier run measures it)")
+
+
+def _report_parser(sub) -> None:
+    rep = sub.add_parser("report", help="summarise the results under a URI, deduplicated by case id")
+    rep.add_argument("uri", help="results root, run folder or shard folder (any fsspec URI)")
+    rep.add_argument("--format", choices=("table", "json"), default="table")
+    rep.add_argument("--plot", metavar="FILE.png", help="also draw success rate per model × prompt type")
+    rep.add_argument("--html", metavar="FILE.html", help="also write the whole report as one self-contained HTML file")
+    rep.add_argument("--reference", metavar="PROMPT_TYPE",
+                     help="the prompt type the others are compared with (default: workflow optimal, text2sql zero_shot)")
+    rep.add_argument("--max-cases", type=int, default=1000, metavar="N",
+                     help="list at most N non-success cases with their details in --html and --format json "
+                          "(default 1000)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchpilot", description="Run LLM benchmark sweeps, locally or sharded.")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -27,19 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache", help="a cache folder made by 'benchpilot cache build' (embedding retrieval)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar or summary table")
 
-    plan = sub.add_parser("plan", help="estimate cases, memory, requests, tokens, cost and time before running")
-    plan.add_argument("manifest")
-    plan.add_argument("--pilot", type=int, default=0, metavar="N",
-                      help="run N real cases per model first (costs what they cost) and estimate from them")
-    plan.add_argument("--format", choices=("text", "json"), default="text")
+    _plan_parser(sub)
 
     shard = sub.add_parser("shard", help="run one shard (the pod entry point; shard from BENCHPILOT_SHARD[S])")
     shard.add_argument("--spec", help="resolved spec path (default $BENCHPILOT_SPEC or /etc/benchpilot/run.json)")
 
-    rep = sub.add_parser("report", help="summarise the results under a URI, deduplicated by case id")
-    rep.add_argument("uri", help="results root, run folder or shard folder (any fsspec URI)")
-    rep.add_argument("--format", choices=("table", "json"), default="table")
-    rep.add_argument("--plot", metavar="FILE.png", help="also draw success rate per model × prompt type")
+    _report_parser(sub)
 
     cache = sub.add_parser("cache", help="the shared read-only model and embedding cache")
     csub = cache.add_subparsers(dest="cache_command", required=True)
@@ -124,6 +144,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     try:
         spec = load_manifest(args.manifest)
         check_number(args.pilot, "--pilot", minimum=0, maximum=1000, integer=True)
+        check_number(args.discordance, "--discordance", minimum=0, maximum=1, exclusive_min=True)
+        if args.detect is not None:
+            check_number(args.detect, "--detect", minimum=0, maximum=1, exclusive_min=True)
+            if args.detect > args.discordance:
+                raise SpecError("--detect", f"{args.detect:g} is more than the discordance {args.discordance:g}: two "
+                                            "cells cannot differ on more items than they disagree on (--discordance)")
         if args.pilot:
             from .pilot import run_pilot
 
@@ -133,8 +159,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except (SpecError, SuiteError) as exc:
         return _error(exc)
     est = E.estimate(spec, per_case, source=source)
+    est["power"] = E.power(spec, detect=args.detect, discordance=args.discordance)
     print(json.dumps(est, indent=2) if args.format == "json" else E.render(est))
     return 0
+
+
+def _report_files(report, summary: dict, args: argparse.Namespace) -> str | None:
+    """Write --plot and --html; the error message if one cannot be written."""
+    for flag, path, write in (("--plot", args.plot, report.plot), ("--html", args.html, report.write_html)):
+        if path:
+            try:
+                write(summary, path)
+            except (OSError, ValueError) as exc:
+                return f"{flag} {path!r}: cannot write it: {getattr(exc, 'strerror', None) or exc}"
+    return None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -142,20 +180,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .sink import OutputError
 
     try:
-        summary = report.summarize(report.load(args.uri))
-    except (FileNotFoundError, OutputError) as exc:
+        check_number(args.max_cases, "--max-cases", minimum=0, maximum=100_000, integer=True)
+        cases = args.max_cases if (args.format == "json" or args.html) else None
+        summary = report.summarize(report.load(args.uri), reference=args.reference, cases=cases)
+    except (FileNotFoundError, OutputError, SpecError, report.ReferenceError) as exc:
         return _error(exc)
-    if args.plot:  # before printing anything: a plot that cannot be written is an error, said once
-        try:
-            report.plot(summary, args.plot)
-        except (OSError, ValueError) as exc:
-            return _error(f"--plot {args.plot!r}: cannot write the plot: {getattr(exc, 'strerror', None) or exc}")
+    failed = _report_files(report, summary, args)  # before printing anything: an unwritable file is said once
+    if failed:
+        return _error(failed)
     if args.format == "json":
         print(report.to_json(summary))
     else:
         report.render_table(summary)
-    if args.plot:
-        print(f"plot written to {args.plot}", file=sys.stderr)
+    for what, path in (("plot", args.plot), ("report", args.html)):
+        if path:
+            print(f"{what} written to {path}", file=sys.stderr)
     if summary["unreadable_parts"]:  # never a report that silently leaves rows out
         print(f"benchpilot: warning: {len(summary['unreadable_parts'])} parts could not be read and are left out: "
               f"{', '.join(summary['unreadable_parts'][:5])}", file=sys.stderr)

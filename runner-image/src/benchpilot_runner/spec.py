@@ -11,7 +11,7 @@ from .contract.parse import parse_manifest, with_overrides  # noqa: F401
 from .contract.registry import find_suite  # noqa: F401
 from .contract.resolved import from_resolved, to_manifest  # noqa: F401
 from .contract.sizing import BASE_MIB, HEADROOM_MIN_MIB, HEADROOM_RATIO, LIMIT_FACTOR, memory_request_mib  # noqa: F401
-from .contract.tree import MODEL_PARAMS  # noqa: F401
+from .contract.tree import MODEL_PARAMS, TOOL_CALLING  # noqa: F401
 from .contract.types import (DEFAULT_ENDPOINT, DEFAULT_KEY_ENV, DEFAULT_SUITE, Budget, Endpoint,  # noqa: F401
                              EndpointLimits, Expected, Limits, Matrix, ModelSpec, Output, Resources, RunSpec,
                              Sharding, SimModel)

@@ -5,6 +5,11 @@ Per model: cases × requests per case and tokens per case, from a pilot of real 
 endpoint, the wall time its limits imply at best (requests / requestsPerMinute, tokens /
 tokensPerMinute): a lower bound, since the run cannot go faster than its slowest endpoint allows.
 The operator writes the same figures to ``status.estimate`` before it creates Jobs.
+
+Power: two cells of the matrix (two models under one prompt type, or two prompt types of one model)
+are compared on the same items — difficulties × task types × instances of them — so the matrix says
+what difference in success rate such a comparison can detect (80 % power, two-sided alpha 0.05,
+McNemar's exact test), and how many instances per cell a given difference needs.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from ..stats import power as P
 from .sizing import memory_request_mib
 from .types import RunSpec
 
@@ -90,10 +96,52 @@ def estimate(spec: RunSpec, per_case: Mapping[str, PerCase] | None, *, source: s
     return out
 
 
+def power(spec: RunSpec, *, detect: float | None = None, discordance: float = P.DISCORDANCE) -> dict:
+    """What the matrix can tell apart: the smallest detectable paired difference in success rate between
+    two cells, and (``detect``) the instances per cell a given difference needs. ``detect`` must be at most
+    ``discordance`` (a ValueError says so otherwise)."""
+    m = spec.matrix
+    per_instance = len(m.difficulties) * len(m.task_types)
+    pairs = per_instance * m.instances
+    out: dict = {"alpha": P.ALPHA, "power": P.POWER, "discordance": discordance, "test": "McNemar exact",
+                 "pairsPerComparison": pairs,
+                 "detectableDifference": P.detectable_difference(pairs, discordance=discordance),
+                 "promptTypes": len(m.prompt_types),
+                 "pooledDetectableDifference": P.detectable_difference(pairs * len(m.prompt_types),
+                                                                       discordance=discordance)}
+    if detect is not None:
+        needed = P.pairs_needed(detect, discordance=discordance)
+        out["detect"] = {"difference": detect, "pairsNeeded": needed,
+                         "instancesPerCell": -(-needed // per_instance), "cases": -(-needed // per_instance)
+                         * per_instance * len(m.prompt_types) * len(m.models)}
+    return out
+
+
+def _pts(d: float | None) -> str:
+    return "none (too few items)" if d is None else f"{d:.3f} ({d * 100:.1f} points)"
+
+
+def render_power(pw: dict) -> list[str]:
+    lines = [f"power ({pw['power']:.0%}, two-sided alpha {pw['alpha']:g}, {pw['test']}, discordance "
+             f"{pw['discordance']:g} assumed: --discordance, or the report's measured 'discordance'):",
+             f"  two cells compared on their {pw['pairsPerComparison']} items (a prompt type against the reference "
+             f"in one model, two models in one prompt type): smallest detectable difference in success rate "
+             f"{_pts(pw['detectableDifference'])}"]
+    if pw["promptTypes"] > 1:
+        lines.append(f"  two models pooled over the {pw['promptTypes']} prompt types: between "
+                     f"{_pts(pw['pooledDetectableDifference'])} and the above (an item repeats once per prompt type)")
+    if "detect" in pw:
+        d = pw["detect"]
+        lines.append(f"  to detect {d['difference']:g}: {d['pairsNeeded']} items per comparison = "
+                     f"{d['instancesPerCell']} instances per cell ({d['cases']} cases in this matrix)")
+    return lines
+
+
 def render(est: dict) -> str:
     lines = [f"cases {est['cases']} in {est['shards']} shards; memory request per pod {est['memoryPerPodMiB']} MiB"]
+    tail = render_power(est["power"]) if "power" in est else []
     if "note" in est:
-        return "\n".join(lines + [est["note"]])
+        return "\n".join(lines + [est["note"]] + tail)
     lines.append(f"estimate from {est['source']}:")
     for name, m in est["models"].items():
         cost = f"${m['costUSD']:.4f}" if m["costUSD"] is not None else "no price"
@@ -108,4 +156,4 @@ def render(est: dict) -> str:
                  f"{est['wallTimeLowerBoundMinutes']} min (the endpoints' limits)")
     if est.get("warning"):
         lines.append("warning: " + est["warning"])
-    return "\n".join(lines)
+    return "\n".join(lines + tail)

@@ -31,7 +31,7 @@ def parse_models(mx: Fields, simulation: Mapping[str, SimModel]) -> tuple[ModelS
     p = mx.p("models")
     if raw is None:
         raise SpecError(p, "is required: a list of models (sim/<preset>, openai/<id>, or "
-                           "{name, endpoint, model, params, price})")
+                           "{name, endpoint, model, params, price, toolCalling})")
     if not isinstance(raw, list) or not raw:
         raise SpecError(p, f"{show(raw)} is not a non-empty list of models")
     if len(raw) > 1000:
@@ -78,9 +78,18 @@ def _model_from_object(f: Fields, path: str) -> ModelSpec:
     model = f.string("model", name.split("/", 1)[-1], max_len=MAX_MODEL_NAME)
     params = _params(f.sub("params", tuple(MODEL_PARAMS)))
     price = f.sub("price", PRICE_FIELDS)
-    return ModelSpec(name=name, endpoint=endpoint, model=model, params=params,
+    return ModelSpec(name=name, endpoint=endpoint, model=model, params=params, tool_calling=_tool_calling(f),
                      price_in_per_mtok=price.number("inputPerMillionTokens", None, minimum=0.0, maximum=1e6),
                      price_out_per_mtok=price.number("outputPerMillionTokens", None, minimum=0.0, maximum=1e6))
+
+
+def _tool_calling(f: Fields) -> str:
+    value = f.raw("toolCalling")
+    if value is not None and (not isinstance(value, str) or value not in T.TOOL_CALLING):
+        raise SpecError(f.p("toolCalling"), f"{show(value)} is not allowed; allowed: {', '.join(T.TOOL_CALLING)} "
+                                            "(native: tools in the request; prompt: tools in the prompt, "
+                                            "calls read from the answer's text)")
+    return value or ModelSpec.tool_calling
 
 
 def _params(params: Fields) -> tuple[tuple[str, Any], ...]:

@@ -17,12 +17,13 @@ def _drop_none(d: dict) -> dict:
 def _model_doc(m: ModelSpec) -> Any:
     """A model as a string where the string reads back as the same model, else as an object."""
     plain = (m.name == f"{m.provider}/{m.model}" and not m.params and m.price_in_per_mtok is None
-             and m.price_out_per_mtok is None)
+             and m.price_out_per_mtok is None and m.tool_calling == ModelSpec.tool_calling)
     if m.simulated or (plain and find_provider(m.provider).model(m.model, "", {}) == m):
         return m.name
     price = _drop_none({"inputPerMillionTokens": m.price_in_per_mtok, "outputPerMillionTokens": m.price_out_per_mtok})
     return _drop_none({"name": m.name, "endpoint": m.endpoint, "model": m.model,
-                       "params": {k: list(v) if isinstance(v, tuple) else v for k, v in m.params}, "price": price})
+                       "params": {k: list(v) if isinstance(v, tuple) else v for k, v in m.params}, "price": price,
+                       "toolCalling": m.tool_calling if m.tool_calling != ModelSpec.tool_calling else None})
 
 
 def _endpoint_doc(e: Endpoint) -> dict:

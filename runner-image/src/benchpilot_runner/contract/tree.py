@@ -13,8 +13,8 @@ The suites' own matrix fields are added from the installed suites (:func:`matrix
 
 from __future__ import annotations
 
-from .types import (DEFAULT_SUITE, Endpoint, EndpointLimits, Expected, Limits, Matrix, Output, Resources, RunSpec,
-                    Sharding, SimModel)
+from .types import (DEFAULT_SUITE, Endpoint, EndpointLimits, Expected, Limits, Matrix, ModelSpec, Output, Resources,
+                    RunSpec, Sharding, SimModel)
 
 
 class _Mark:
@@ -53,7 +53,9 @@ MODEL_PARAMS = {  # what a model entry may send with each request, and the type 
     "temperature": float, "top_p": float, "max_tokens": int, "max_completion_tokens": int, "seed": int,
     "presence_penalty": float, "frequency_penalty": float, "stop": list, "reasoning_effort": str,
 }
+TOOL_CALLING = ("native", "prompt")  # how a model is offered tools: in the request, or in the prompt (read from text)
 MODEL = {"name": NONE, "endpoint": Endpoint.name, "model": NONE, "params": dict.fromkeys(MODEL_PARAMS, NONE),
+         "toolCalling": ModelSpec.tool_calling,
          "price": {"inputPerMillionTokens": NONE, "outputPerMillionTokens": NONE}}  # an object in matrix.models
 MATRIX = {"models": NONE, "promptTypes": NONE, "difficulties": NONE, "taskTypes": NONE, "instances": Matrix.instances}
 ENDPOINT = {

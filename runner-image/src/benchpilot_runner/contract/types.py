@@ -35,6 +35,7 @@ class ModelSpec:
     price_in_per_mtok: float | None = None  # USD per million prompt tokens
     price_out_per_mtok: float | None = None
     provider: str = "openai"  # the model provider (a registry name: sim, openai, ...)
+    tool_calling: str = "native"  # tree.TOOL_CALLING: "prompt" for a model or server without native tool calls
 
     @property
     def simulated(self) -> bool:

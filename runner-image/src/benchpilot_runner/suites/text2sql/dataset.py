@@ -8,8 +8,10 @@ Bring your own (``spec.suiteConfig.dataset``, a folder or any fsspec URI)::
     <dataset>/database/<db_id>/database_description/<table>.csv   optional (BIRD): column descriptions
 
 A question's task type is the shape of its gold SQL (:func:`classify`); its difficulty is its
-``difficulty`` (or ``hardness``) field when that is one of the suite's or one of Spider's levels
-(easy -> simple, medium -> moderate, hard and extra -> challenging), else rated from the SQL.
+``difficulty`` (or ``hardness``) field when that is one of the suite's (BIRD's) levels or one of
+Spider's (easy -> simple, medium -> moderate, hard and extra -> challenging); a question without
+one (Spider's own files have none) is rated by Spider's official hardness rule from its gold SQL
+(:func:`.hardness.spider_hardness`), and keeps that level (``hardness`` in the row's details).
 A cell (task type, difficulty) holds the file's questions of that kind in file order, and
 instance ``i`` is the ``i``-th; positions past a cell's size are not cases. Everything is checked
 before any case runs: a missing file, a question without a field, a database that is not there or not SQLite is an
@@ -18,10 +20,8 @@ error naming the file (and the question's index).
 
 from __future__ import annotations
 
-import csv
 import errno
 import hashlib
-import io
 import json
 import logging
 import os
@@ -35,8 +35,10 @@ from pathlib import Path
 
 from ..base import SuiteError
 from . import builtin
-from .items import (Column, Item, Schema, classify, ordered, rate, strip_strings,  # noqa: F401 - re-exported
-                    substitute_column)
+from .hardness import levels
+from .hints import generic_hints
+from .introspect import _descriptions, introspect  # noqa: F401 - re-exported
+from .items import Column, Item, Schema, classify, ordered, strip_strings  # noqa: F401 - re-exported
 from .sqlexec import connect_readonly
 from .vocab import DIFFICULTIES, TASK_TYPES
 
@@ -44,62 +46,8 @@ log = logging.getLogger("benchpilot.text2sql")
 QUESTION_FILES = ("dev.json", "questions.json", "test.json", "train.json")
 DATABASE_DIRS = ("database", "dev_databases", "databases")
 MAX_QUESTIONS_BYTES = 256 * 2**20
-VALUES_PER_COLUMN = 20
-VALUE_SCAN_ROWS = 5000
 QUESTION_CACHE = 4096
 _DB_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # a db_id names a folder of the dataset: no path, no dot-file
-# Spider's hardness levels (its evaluation script's names), for files that carry them
-SPIDER_HARDNESS = {"easy": "simple", "medium": "moderate", "hard": "challenging", "extra": "challenging",
-                   "extra hard": "challenging", "extra_hard": "challenging"}
-
-
-def _descriptions(db_dir: Path) -> dict[tuple[str, str], str]:
-    """BIRD's optional database_description/<table>.csv: (table, column) -> description."""
-    out: dict[tuple[str, str], str] = {}
-    folder = db_dir / "database_description"
-    if not folder.is_dir():
-        return out
-    for f in sorted(folder.glob("*.csv")):
-        try:
-            data = f.read_bytes()
-            try:  # BIRD's files: UTF-8, some with a byte-order mark, some in Windows-1252
-                raw = data.decode("utf-8-sig")
-            except UnicodeDecodeError:
-                raw = data.decode("cp1252", "replace")
-            for row in csv.DictReader(io.StringIO(raw)):
-                row = {(k or "").strip().lower(): v for k, v in row.items() if isinstance(v, str)}
-                col = (row.get("original_column_name") or "").strip()
-                desc = (row.get("column_description") or row.get("column_name") or "").strip()
-                if col and desc:
-                    out[f.stem.lower(), col.lower()] = " ".join(desc.split())[:300]
-        except (OSError, csv.Error) as exc:
-            log.warning("column descriptions not read", extra={"file": str(f), "error": str(exc)[:200]})
-    return out
-
-
-def introspect(db_id: str, path: Path, descriptions: dict[tuple[str, str], str] | None = None) -> Schema:
-    conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro&immutable=1", uri=True)
-    conn.text_factory = lambda b: b.decode("utf-8", "replace")
-    try:
-        tables = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid")]
-        columns, fks = [], []
-        for t in tables:
-            q = t.replace('"', '""')
-            for _, name, ctype, *_ in conn.execute(f'PRAGMA table_info("{q}")'):
-                values: tuple[str, ...] = ()
-                if "CHAR" in (ctype or "").upper() or "TEXT" in (ctype or "").upper() or not ctype:
-                    n = name.replace('"', '""')
-                    values = tuple(str(r[0])[:80] for r in conn.execute(
-                        f'SELECT "{n}" FROM (SELECT "{n}" FROM "{q}" LIMIT {VALUE_SCAN_ROWS}) WHERE "{n}" IS NOT NULL '
-                        f'GROUP BY "{n}" ORDER BY COUNT(*) DESC, "{n}" LIMIT {VALUES_PER_COLUMN}'))
-                desc = (descriptions or {}).get((t.lower(), name.lower()), "")
-                columns.append(Column(t, name, ctype or "", desc, values))
-            for row in conn.execute(f'PRAGMA foreign_key_list("{q}")'):
-                fks.append((t, row[3], row[2], row[4] or "id"))
-        return Schema(db_id, tuple(tables), tuple(columns), tuple(fks))
-    finally:
-        conn.close()
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -240,12 +188,11 @@ class FolderDataset(Dataset):
             evidence = q.get("evidence") or ""
             if not isinstance(evidence, str):
                 raise SuiteError(f"{where}: evidence is not a string")
-            diff = q.get("difficulty", q.get("hardness"))
-            diff = " ".join(diff.lower().split()) if isinstance(diff, str) else None
-            difficulty = diff if diff in DIFFICULTIES else SPIDER_HARDNESS.get(diff or "") or rate(sql)
+            difficulty, hardness = levels(q.get("difficulty", q.get("hardness")), sql)
             task_type = classify(sql)
             qid = str(q.get("question_id", i))[:64]
-            items.append(Item(db_id, text.strip(), sql.strip(), task_type, difficulty, qid, evidence.strip()))
+            items.append(Item(db_id, text.strip(), sql.strip(), task_type, difficulty, qid, evidence.strip(),
+                              hardness))
             cells.setdefault((task_type, difficulty), []).append(i)
         return items, cells
 
@@ -389,35 +336,6 @@ def _named_databases(qfile: Path) -> list[str]:
         if isinstance(db_id, str) and _is_db_id(db_id):
             seen[db_id] = None
     return list(seen)
-
-
-def generic_hints(item: Item, schema: Schema) -> dict:
-    """Misleading hints for any dataset: a wrong column of a table the gold SQL uses; a wrong join."""
-    sql = item.sql
-    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", strip_strings(sql)))
-    lower = {w.lower() for w in words}
-    used_tables = [t for t in schema.tables if t.lower() in lower]
-    hints: dict = {}
-    for t in used_tables:
-        cols = [c for c in schema.columns if c.table == t]
-        used = [c for c in cols if c.name.lower() in lower]
-        spare = [c for c in cols if c.name.lower() not in lower and re.fullmatch(r"\w+", c.name)]
-        if used and spare and re.fullmatch(r"\w+", used[0].name):
-            a, b = used[0], spare[0]
-            misled = substitute_column(sql, a.name, b.name)
-            hints["misleading_column_hint"] = (f"Hint: the {a.description or a.name} is stored in column "
-                                               f"{t}.{b.name}.", None if misled == sql else misled)
-            break
-    hints.setdefault("misleading_column_hint", ("Hint: the answer is in the first column of the first table.", None))
-    if len(used_tables) >= 2:
-        a, b = used_tables[:2]
-        hints["misleading_join_hint"] = (f"Hint: join {a} and {b} on their first columns.", None)
-    elif used_tables:
-        other = next((t for t in schema.tables if t != used_tables[0]), used_tables[0])
-        hints["misleading_join_hint"] = (f"Hint: this question needs {used_tables[0]} joined with {other}.", None)
-    else:
-        hints["misleading_join_hint"] = ("Hint: join every table on its first column.", None)
-    return hints
 
 
 def open_dataset(config: dict) -> Dataset:

@@ -15,6 +15,7 @@ class Item:
     difficulty: str
     question_id: str
     evidence: str = ""
+    hardness: str = ""  # Spider's level (easy, medium, hard, extra) for a Spider-style question
     hints: dict = field(default_factory=dict, compare=False)  # prompt type -> (text, misled SQL or None)
 
 
@@ -52,15 +53,6 @@ def classify(sql: str) -> str:
     if re.search(r"\bJOIN\b", s) or re.search(r"\bFROM\s+\w+(\s+(AS\s+)?\w+)?\s*,", _top_level(s)):
         return "join"
     return "filter"
-
-
-def rate(sql: str) -> str:
-    """A difficulty for a question that has none, from its SQL's components."""
-    s = strip_strings(sql).upper()
-    score = len(re.findall(r"\bJOIN\b", s)) + 2 * len(re.findall(r"\(\s*SELECT\b", s)) \
-        + 2 * len(re.findall(r"\b(UNION|INTERSECT|EXCEPT)\b", s)) + len(re.findall(r"\bGROUP\s+BY\b|\bHAVING\b", s)) \
-        + len(re.findall(r"\bORDER\s+BY\b", s)) + max(0, len(re.findall(r"\b(AND|OR)\b", s)) - 1)
-    return "simple" if score <= 1 else "moderate" if score <= 3 else "challenging"
 
 
 def ordered(sql: str) -> bool:

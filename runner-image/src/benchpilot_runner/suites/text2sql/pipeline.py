@@ -18,9 +18,10 @@ from typing import Any, Mapping
 from ...llm.base import EndpointUnavailable, LLMError
 from ..base import Chat, Retrieval
 from . import prompts
+from .compare import spider_orders, spider_query
 from .dataset import Dataset
 from .items import Item, Schema, ordered
-from .scoring import fingerprint, score
+from .scoring import DEFAULT_MODE, MODES, Judged, fingerprint, outcome, verdicts
 from .sim import SqlSim
 from .sqlexec import ExecResult, SqlRunner
 
@@ -44,6 +45,8 @@ class Text2SqlRunner:
         self.schema_k = int(cfg.get("schemaTopK", 12))
         self.value_k = int(cfg.get("valueTopK", 6))
         self.few_shot = int(cfg.get("fewShotExamples", 3))
+        self.mode = str(cfg.get("scoring", DEFAULT_MODE))
+        self.keep_distinct = bool(cfg.get("keepDistinct", False))
         self.sql = sql or SqlRunner(timeout_s=float(cfg.get("statementTimeoutSeconds", 5.0)),
                                     row_limit=int(cfg.get("rowLimit", 10000)))
         self._sleep = sleep
@@ -96,19 +99,37 @@ class Text2SqlRunner:
             return {"status": "error", "score": 0.0, "error_type": exc.error_type,
                     "error_message": str(exc)[:500], "details": details}
         sql, result, corrected, votes = vote(candidates)
-        verdict = score(gold, result, ordered(item.sql))
+        judged = await self.judge(item, gold, sql, result, rows, size)
+        by_mode = verdicts(judged)
+        verdict = outcome(judged, self.mode, by_mode)
         details.update(sql=(sql or "")[:4000], valid=result.ok, corrected=corrected, rows=len(result.rows),
                        gold_rows=len(gold.rows), error=result.error, cut=result.cut, samples=len(candidates),
-                       votes=votes)
+                       votes=votes, modes_disagree=len(set(by_mode.values())) > 1,
+                       **{f"ex_{m}": by_mode[m] for m in MODES})
+        if item.hardness:
+            details["hardness"] = item.hardness
         return {"status": verdict.status, "score": verdict.score, "error_type": None, "error_message": None,
                 "details": details}
+
+    async def judge(self, item: Item, gold: ExecResult, sql: str | None, result: ExecResult, rows: int,
+                    size: int) -> Judged:
+        """The results every mode compares: the gold's and the prediction's as written, and as
+        Spider's evaluator runs them (a second run only when that changes the text: DISTINCT, ...)."""
+        gold_sql = spider_query(item.sql, keep_distinct=self.keep_distinct)
+        gold_spider = gold if gold_sql == item.sql else await self.gold(item, gold_sql)
+        pred_spider = result
+        if sql:
+            pred_sql = spider_query(sql, keep_distinct=self.keep_distinct, predicted=True)
+            if pred_sql != sql:
+                pred_spider = await self.execute(str(self.dataset.db_paths[item.db_id]), pred_sql, rows, size)
+        return Judged(gold, result, gold_spider, pred_spider, spider_orders(gold_sql), ordered(item.sql))
 
     # ------------------------------------------------------------------ steps
     async def _sample(self, item: Item, messages: list[dict], chat: Chat, rows: int,
                       size: int) -> tuple[str | None, ExecResult, bool]:
         path = str(self.dataset.db_paths[item.db_id])
         answer = await chat(messages, [])
-        sql = prompts.extract_sql(answer.message.get("content"))
+        sql = await _extract(answer.message.get("content"))
         result = await self.execute(path, sql, rows, size)
         if result.ok or not self.correct:
             return sql, result, False
@@ -119,7 +140,7 @@ class Text2SqlRunner:
         retry = messages + [answer.message if answer.message.get("content") else
                             {"role": "assistant", "content": ""}, prompts.correction(problem)]
         answer = await chat(retry, [])
-        sql = prompts.extract_sql(answer.message.get("content"))
+        sql = await _extract(answer.message.get("content"))
         return sql, await self.execute(path, sql, rows, size), True
 
     async def execute(self, path: str, sql: str | None, rows: int | None = None,
@@ -128,15 +149,16 @@ class Text2SqlRunner:
             return ExecResult(error="no SQL query in the answer")
         return await self.sql.run(path, sql, row_limit=rows, max_bytes=size)
 
-    async def gold(self, item: Item) -> ExecResult:
-        """The gold query's result, run once per question per process (concurrent cases of the same
-        question share the one run in flight)."""
-        key = (item.db_id, item.sql)
+    async def gold(self, item: Item, sql: str | None = None) -> ExecResult:
+        """The gold query's result (or that of ``sql``, the gold as Spider's evaluator runs it), run
+        once per question per process (concurrent cases of the same question share the one run in flight)."""
+        sql = sql or item.sql
+        key = (item.db_id, sql)
         fut = self._gold.get(key)
         if fut is None:
             # the gold query gets room: it is the dataset's, not the model's
             fut = self._gold[key] = asyncio.ensure_future(self.sql.run(
-                str(self.dataset.db_paths[item.db_id]), item.sql, timeout_s=max(30.0, self.sql.timeout_s),
+                str(self.dataset.db_paths[item.db_id]), sql, timeout_s=max(30.0, self.sql.timeout_s),
                 row_limit=max(100_000, self.sql.row_limit), max_bytes=GOLD_ROOM * self.sql.max_bytes))
             while len(self._gold) > GOLD_CACHE:
                 self._gold.popitem(last=False)
@@ -175,6 +197,13 @@ class Text2SqlRunner:
             scored = sorted(((len(q & toks), i) for i, (_, toks) in enumerate(rows)), key=lambda x: (-x[0], x[1]))
             return [rows[i][0] for s, i in scored[:k] if s > 0]
         return top(idx[0], self.schema_k), top(idx[1], self.value_k)
+
+
+async def _extract(content) -> str | None:
+    """The query in an answer; a long answer (reasoning models write pages) is read off the event loop."""
+    if isinstance(content, str) and len(content) > 20_000:
+        return await asyncio.to_thread(prompts.extract_sql, content)
+    return prompts.extract_sql(content)
 
 
 def vote(candidates: list[tuple[str | None, ExecResult, bool]]) -> tuple[str | None, ExecResult, bool, int]:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
+from .extract import extract_sql  # noqa: F401 - the answer's query (re-exported)
 from .items import Item, Schema
 
 SYSTEM = ("You write SQLite queries that answer questions about a database. Use only the tables and columns "
@@ -47,22 +46,3 @@ def build_messages(item: Item, prompt_type: str, schema_text: str, values: list[
 def correction(error: str) -> dict:
     return {"role": "user", "content": f"{CORRECTION_MARK} SQLite said: {error}\n"
                                        "Fix the query. Answer with the corrected query in a ```sql code block."}
-
-
-_BLOCK = re.compile(r"```[ \t]*(?:sql|sqlite)?[ \t]*\n?(.*?)```", re.S | re.I)
-_BARE = re.compile(r"\b(SELECT|WITH)\b.*", re.S | re.I)
-
-
-def extract_sql(text: str | None) -> str | None:
-    """The query in an answer: the last ```sql block, else the text from its first SELECT/WITH."""
-    if not text:
-        return None
-    blocks = [b.strip() for b in _BLOCK.findall(text) if b.strip()]
-    if blocks:
-        sql = blocks[-1]
-    else:
-        m = _BARE.search(text)
-        if not m:
-            return None
-        sql = m.group(0).strip()
-    return sql[:20000] or None

@@ -8,6 +8,9 @@ any kind. A progress handler interrupts a statement past its time limit; rows ar
 the cap plus one, so a query returning millions of rows costs the cap, never the millions, and a
 result is cut once its values pass a size (``MAX_RESULT_BYTES`` by default: wide rows of large values). A
 query the limits cut is a result (``cut``), scored like an error; it never holds a shard.
+Values are kept as sqlite3 returns them (the scoring rules compare them so); text that is not
+UTF-8 is read without its bad bytes, as Spider's evaluator reads it, and the result says so
+(``lossy``: BIRD's evaluator fails on such text).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class ExecResult:
     cut: str | None = None  # "time_limit" | "row_limit" | "size_limit": stopped by the limits
     seconds: float = 0.0
     size: int = 0  # bytes of the values fetched (what MAX_RESULT_BYTES bounds)
+    lossy: bool = False  # some text was not valid UTF-8 (read without the bad bytes, as Spider's evaluator does)
 
     @property
     def ok(self) -> bool:
@@ -48,6 +52,27 @@ def _authorize(action, *args) -> int:
     return sqlite3.SQLITE_OK if action in _ALLOWED else sqlite3.SQLITE_DENY
 
 
+class _Text:
+    """Text values as Spider's evaluator reads them (bytes that are not UTF-8 dropped), counting
+    the values that had such bytes (BIRD's evaluator fails on them), per thread."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    def __call__(self, raw: bytes) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.local.lossy = getattr(self.local, "lossy", 0) + 1
+            return raw.decode("utf-8", "ignore")
+
+    def lossy(self) -> int:
+        return getattr(self.local, "lossy", 0)
+
+
+TEXT = _Text()
+
+
 def connect_readonly(path: str | Path) -> sqlite3.Connection:
     uri = Path(path).resolve().as_uri() + "?mode=ro&immutable=1"
     conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
@@ -55,20 +80,12 @@ def connect_readonly(path: str | Path) -> sqlite3.Connection:
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     conn.set_authorizer(_authorize)
-    conn.text_factory = lambda b: b.decode("utf-8", "replace")
+    conn.text_factory = TEXT
     return conn
 
 
 def _size(v) -> int:
     return len(v) if isinstance(v, (str, bytes)) else 8
-
-
-def _cell(v):
-    if isinstance(v, float):
-        return round(v, 6)
-    if isinstance(v, bytes):
-        return v.hex()
-    return v
 
 
 class SqlRunner:
@@ -104,6 +121,7 @@ class SqlRunner:
         deadline = t0 + timeout_s
         conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 2000)
         self.statements += 1
+        lossy = TEXT.lossy()
         try:
             cur = conn.execute(sql)
             columns = tuple(d[0] for d in cur.description or ())
@@ -120,8 +138,7 @@ class SqlRunner:
             cur.close()
             if len(rows) > row_limit:
                 return ExecResult(columns, (), None, "row_limit", time.monotonic() - t0)
-            return ExecResult(columns, tuple(tuple(_cell(v) for v in r) for r in rows), None, None,
-                              time.monotonic() - t0, size)
+            return ExecResult(columns, tuple(rows), None, None, time.monotonic() - t0, size, TEXT.lossy() > lossy)
         except sqlite3.OperationalError as exc:
             if "interrupted" in str(exc):
                 return ExecResult(error=None, cut="time_limit", seconds=time.monotonic() - t0)

@@ -12,6 +12,11 @@
     schemaTopK: 12                     # columns retrieved (their tables and neighbours are shown)
     valueTopK: 6                       # values retrieved
     fewShotExamples: 3                 # solved examples in a few_shot prompt
+    scoring: spider                    # spider (Spider's official exec rule), bird (BIRD's EX) or strict
+    keepDistinct: false                # spider: keep DISTINCT (Spider's --keep_distinct); removed by default
+
+Every row's details hold the verdict under every mode (ex_spider, ex_bird, ex_strict) and whether
+they disagree; the chosen mode makes the status and score (execution accuracy).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, Mapping
 from ...spec import MAX_STRING, SpecError, show
 from ..base import Retrieval, Vocabulary
 from . import vocab
+from .scoring import DEFAULT_MODE, MODES
 
 _URI = re.compile(r"^([a-z][a-z0-9+.-]*://)?[^\x00-\x1f]+$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -33,8 +39,10 @@ class Text2SqlSuite:
     vocabulary = Vocabulary(prompt_types=vocab.PROMPT_TYPES, task_types=vocab.TASK_TYPES,
                             difficulties=vocab.DIFFICULTIES, default_difficulties=vocab.DIFFICULTIES)
     config_fields = ("dataset", "questions", "databases", "selfConsistency", "correction",
-                     "statementTimeoutSeconds", "rowLimit", "schemaTopK", "valueTopK", "fewShotExamples")
-    summary_fields = ("valid", "corrected")
+                     "statementTimeoutSeconds", "rowLimit", "schemaTopK", "valueTopK", "fewShotExamples", "scoring",
+                     "keepDistinct")
+    # boolean details the report averages: valid SQL, corrected, EX under each mode, modes disagreeing
+    summary_fields = ("valid", "corrected", *(f"ex_{m}" for m in MODES), "modes_disagree")
 
     def parse_config(self, f) -> Mapping[str, Any]:
         out: dict[str, Any] = {}
@@ -54,8 +62,11 @@ class Text2SqlSuite:
                 out[key] = value
         out["selfConsistency"] = f.number("selfConsistency", 1, minimum=1, maximum=16, integer=True)
         out["correction"] = f.boolean("correction", True)
-        out["statementTimeoutSeconds"] = f.number("statementTimeoutSeconds", 5.0, minimum=0.0, maximum=600.0,
-                                                  exclusive_min=True)
+        out["scoring"] = f.string("scoring", DEFAULT_MODE, allowed=MODES)
+        out["keepDistinct"] = f.boolean("keepDistinct", False)
+        # BIRD's evaluator gives a pair of queries 30 s: so does bird scoring unless told otherwise
+        out["statementTimeoutSeconds"] = f.number("statementTimeoutSeconds", 30.0 if out["scoring"] == "bird" else 5.0,
+                                                  minimum=0.0, maximum=600.0, exclusive_min=True)
         out["rowLimit"] = f.number("rowLimit", 10000, minimum=1, maximum=1_000_000, integer=True)
         out["schemaTopK"] = f.number("schemaTopK", 12, minimum=1, maximum=500, integer=True)
         out["valueTopK"] = f.number("valueTopK", 6, minimum=0, maximum=500, integer=True)

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from ...llm.base import EndpointUnavailable, LLMError
 from ...contract.cases import Case
 from ...contract.types import RunSpec
+from ...llm.content_calls import read_calls
 from ..base import Chat, Retrieval
 from . import flaws, generator, prompts
 from .generator import Retriever
@@ -79,6 +80,8 @@ class WorkflowRunner:
         messages = prompts.build_messages(task, case.prompt_type, self._shown(case, task))
         tools = [BY_NAME[name].openai_schema for name in task.offered]
         env = ToolEnv(task, tool_success_rate(self.spec), case.seed)
+        model = self.spec.model(case.model)
+        talk = Conversation(None if model.simulated else model.tool_calling, task.offered)
         error: LLMError | None = None
         for _ in range(len(task.steps) * 2 + MAX_EXTRA_TURNS):
             try:
@@ -89,14 +92,61 @@ class WorkflowRunner:
                 error = exc
                 break
             messages.append(result.message)
-            if not result.tool_calls:
+            if not talk.calls(result):
                 break
             for tc in result.tool_calls:
                 fn = tc.get("function") or {}
                 _, content = env.call(str(fn.get("name")), fn.get("arguments"))
                 messages.append({"role": "tool", "tool_call_id": tc.get("id", ""), "content": content})
         verdict = score(task.steps, env.calls)
-        row = {"status": verdict.status, "score": verdict.score, "error_type": None, "error_message": None}
+        row = {"status": verdict.status, "score": verdict.score, "error_type": None, "error_message": None,
+               "details": talk.details()}
         if error is not None:
             row.update(status="error", error_type=error.error_type, error_message=str(error)[:500])
+        elif talk.unreadable:
+            # the model's own answer, not the infrastructure's: final, scored on the calls it made before
+            row.update(error_type="bad_response", error_message=talk.unreadable)
         return row
+
+
+class Conversation:
+    """What one case's answers said about tool calling, for the row's ``details``.
+
+    ``mode`` is the model's ``toolCalling`` (None for a simulated model: no details). In native mode
+    an answer without ``tool_calls`` whose text holds a well-formed call is noted
+    (``content_tool_call``): the model or its server writes calls as text, and ``toolCalling:
+    prompt`` would read them. In prompt mode an answer that tried to call a tool but could not be
+    read ends the case (``unreadable_call``), as the end of the conversation would in native mode.
+    """
+
+    def __init__(self, mode: str | None, offered: tuple[str, ...]):
+        self.mode, self.offered = mode, offered
+        self.content_tool_call = False
+        self.unreadable: str | None = None
+        self.sample: str | None = None
+
+    def calls(self, result) -> bool:
+        """Whether the answer calls tools (the conversation goes on); notes what an answer without calls held."""
+        if result.tool_calls:
+            return True
+        text = result.message.get("content") or ""
+        why = getattr(result, "unreadable", None)
+        if why:
+            self.unreadable = f"no tool call could be read from the answer: {why}; it began {text[:160]!r}"
+            self.sample = text[:200]
+        elif self.mode == "native" and read_calls(text, self.offered).calls:
+            self.content_tool_call = True
+            self.sample = text[:200]
+        return False
+
+    def details(self) -> dict | None:
+        if self.mode is None:
+            return None
+        out: dict[str, Any] = {"tool_calling": self.mode}
+        if self.mode == "native":
+            out["content_tool_call"] = self.content_tool_call
+        else:
+            out["unreadable_call"] = self.unreadable is not None
+        if self.sample is not None:
+            out["answer_sample"] = self.sample
+        return out

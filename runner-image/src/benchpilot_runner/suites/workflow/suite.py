@@ -24,7 +24,11 @@ class WorkflowSuite:
         return {"toolSuccessRate": fields.number("toolSuccessRate", vocab.TOOL_SUCCESS_RATE, minimum=0.0, maximum=1.0)}
 
     def result_basis(self, spec) -> Mapping[str, Any]:
-        return {"tsr": vocab.tool_success_rate(spec)}
+        basis: dict[str, Any] = {"tsr": vocab.tool_success_rate(spec)}
+        prompt = sorted(m.name for m in spec.models if m.tool_calling == "prompt")
+        if prompt:  # switching a model's mode changes its results, not its case ids (absent: uids as before)
+            basis["toolCalling"] = prompt
+        return basis
 
     def cache_texts(self, config: Mapping[str, Any], *, instances: int = 100) -> dict[str, list[tuple[str, str]]]:
         """The tool texts, and the task descriptions of every (task type, difficulty, instance < instances)."""

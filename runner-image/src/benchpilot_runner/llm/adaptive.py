@@ -22,9 +22,12 @@ whether that fraction moves with our rate:
   the rate steps down a little (a limit shows again; background would not).
 
 Probes start on a wall-clock grid (``probe_grid_s``): the pods of a run see the same 429s and probe
-together (one pod lowering its share alone hardly moves a limit the run shares). After a limit the
-rate goes to just under what the limit let through, returns there quickly after a cut, and climbs
-beyond it by 1 % a window (faster the longer it stays calm), to follow a limit that rises. The rate
+together, and a pod's prediction counts only its ``fraction`` of the run's rate (one pod lowering its
+share alone hardly moves a limit the run shares). After a limit the rate goes to just under what the
+limit let through, stays there ``plateau_windows`` calm windows (a rate right at a window limit keeps
+meeting the clumps of an earlier burst), then climbs by 1 % a window (faster the longer it stays calm)
+to follow a limit that rises; excess 429s past the learned limit bring it back without a probe. A
+run of 429s in a row (the limiter sees it: :meth:`AdaptiveRate.window_full`) halves the rate. The rate
 never exceeds the ceiling: the pod's share of the configured limit, or what the provider's headers state.
 """
 
@@ -72,11 +75,13 @@ class AdaptiveSettings:
     """After a probe that could not tell, the rate is this fraction of the rate before."""
     margin: float = 0.95
     """The rate returns to this fraction of a learned limit."""
+    plateau_windows: int = 10
+    """There it stays for this many calm windows (a rate right at a window limit keeps refusing the
+    clumps of an earlier burst), ..."""
     climb: float = 0.01
-    """Above that, the rate grows by this fraction per calm window; beyond ``plateau`` times the learned
-    limit doubled every..."""
+    """... then grows by this fraction per calm window (a limit that rose); beyond ``plateau`` times
+    the learned limit doubled every..."""
     plateau: float = 1.1
-    """(the learned limit times this is where faster climbing may start)"""
     climb_doubling: int = 5
     """... this many calm windows in a row, ..."""
     max_climb: float = 0.1
@@ -111,9 +116,10 @@ class AdaptiveRate:
     """The request rate (per second) of one endpoint in this process; ``None`` while unlimited."""
 
     def __init__(self, ceiling: float | None, settings: AdaptiveSettings = AdaptiveSettings(), *,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, fraction: float = 1.0):
         self.s = settings
         self.clock = clock
+        self.fraction = fraction  # this process's part of what the run sends (its share of the limits)
         self.ceiling = ceiling
         self.rate = ceiling
         self.background = 0.0
@@ -254,12 +260,16 @@ class AdaptiveRate:
         self._recent.append(w)
         pool = Window(w.start, self.epoch, answered=sum(r.answered for r in self._recent),
                       throttled=sum(r.throttled for r in self._recent))
-        if w.throttled >= 3 and binomial_tail(w.throttled, w.answered, self.s.background_cap) < self.s.alpha:
-            self._limit(w, now)
+        surely_limit = w.throttled >= 3 and binomial_tail(w.throttled, w.answered, self.s.background_cap) < self.s.alpha
+        if surely_limit or ((self._excess(w) or self._excess(pool)) and self._past_learned_limit()):
+            self._limit(w, now)  # (past a limit learned before: back under it, no probe needed)
         elif self._excess(w) or self._excess(pool):
             self._start_probe(w, pool, now)
         else:
             self._calm(w, now)
+
+    def _past_learned_limit(self) -> bool:
+        return self.limit_estimate is not None and self.rate is not None and self.rate > self.limit_estimate
 
     def _start_probe(self, w: Window, pool: Window, now: float) -> None:
         before, sent = self.rate, w.send_rate(now)
@@ -292,7 +302,9 @@ class AdaptiveRate:
         ref_n = probe.reference.answered + high.answered
         ref_k = probe.reference.throttled + high.throttled
         p_low, p_ref = low.share, ref_k / ref_n
-        predicted = max(0.0, 1 - (1 - p_ref) * a_ref / max(a_low, 1e-9))
+        # the run's rate fell by our part of it, should the other pods not have probed with us
+        run_rate = 1 - self.fraction * (1 - a_low / max(a_ref, 1e-9))
+        predicted = max(0.0, 1 - (1 - p_ref) / max(run_rate, 1e-9))
         pooled = (low.throttled + ref_k) / (low.answered + ref_n)
         spread = max(pooled * (1 - pooled), 1e-4)
         sigma = math.sqrt(spread * (1 / low.answered + 1 / ref_n))
@@ -303,6 +315,8 @@ class AdaptiveRate:
             self.background = min(self.s.background_cap, fresh)
             self.verdict = Verdict("background", probe.share, now)
             self._restart(now)
+        elif self.limit_estimate is not None and self._excess(high):  # still too many, below a limit found before
+            self._limit(high, now, probe.sent, low, seen=probe.sent * (1 - p_ref) if p_ref >= self.s.tolerance else None)
         else:
             self._unclear(probe.share, now)
 
@@ -310,21 +324,20 @@ class AdaptiveRate:
         """Too few answers to tell: a little below the rate before (a limit shows again, background does not)."""
         if self.rate is not None:
             self._set(self.s.unclear_step * self.rate)
-            if self.limit_estimate is None:
-                self.limit_estimate = self.rate / self.s.margin
         self.verdict = Verdict("unclear", share, now)
         self._restart(now)
 
-    def _limit(self, w: Window, now: float, sent: float | None = None, *others: Window) -> None:
+    def _limit(self, w: Window, now: float, sent: float | None = None, *others: Window, seen: float | None = None) -> None:
         """A limit we exceed at ``sent`` (this window's rate unless given): down to just under it.
 
         The limit is below what we sent when it showed, and about what it let through of that in a
-        window where it refused a fair share (``w`` and ``others``). A window where it refused nearly
+        window where it refused a fair share (``w`` and ``others``, or ``seen``). A window where it refused nearly
         everything says little: a window limit still full of our earlier sends refuses everything until
         they age out, whatever we send now; the rate halves meanwhile, and what was learned stays."""
         sent = w.send_rate(now) if sent is None else sent
         windows = [x for x in (w, *others) if x.answered]
         partial = [x.send_rate(now) * (1 - x.share) for x in windows if self.s.tolerance <= x.share < 0.9]
+        partial += [seen] if seen else []
         if partial or self.limit_estimate is None:
             self.limit_estimate = min([sent, *partial]) if partial else 0.5 * sent
             self._set(max(0.25 * sent, self.s.margin * self.limit_estimate))
@@ -349,11 +362,14 @@ class AdaptiveRate:
         self._calm_windows += 1
         target = self.s.margin * self.limit_estimate
         if self.rate < target:
-            self._set(self.rate + max(0.5 * (target - self.rate), self.s.climb * self.rate))
+            self._set(min(target, self.rate + max(0.5 * (target - self.rate), self.s.climb * self.rate)))
+            return
+        if self._calm_windows <= self.s.plateau_windows:
             return
         climb = self.s.climb
         if self.rate > self.s.plateau * self.limit_estimate:
-            climb = min(self.s.max_climb, climb * 2 ** (self._calm_windows // self.s.climb_doubling))
+            climbing = self._calm_windows - self.s.plateau_windows
+            climb = min(self.s.max_climb, climb * 2 ** (climbing // self.s.climb_doubling))
         self._set(self.rate * (1 + climb))
 
     def _set(self, rate: float | None) -> None:

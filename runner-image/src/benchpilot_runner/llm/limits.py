@@ -28,7 +28,8 @@ from .retry import wait_from_headers
 log = logging.getLogger("benchpilot.limits")
 STATED_MARGIN = 0.98  # of a limit the provider states: its clock and ours differ a little
 MAX_HOLD_S = 60.0  # the longest the limiter holds every request (a full window, nothing left)
-RUN_TO_HOLD = 5  # 429s in a row (any requests) that say the provider's window is full
+RUN_TO_HOLD = 5  # 429s in a row (any requests) that say the provider's window is full; or
+LONG_RUN_TO_HOLD, LONG_WAIT_S = 3, 2.0  # that many in a row, each asking to wait this long or longer
 
 
 class TokenBucket:
@@ -95,7 +96,7 @@ class EndpointLimiter:
         self.fraction = fraction  # this process's fraction of the run's limits (a provider states the run's)
         self.share_rpm, self.share_tpm = requests_per_minute, tokens_per_minute
         self.stated: RateLimitInfo = RateLimitInfo()  # the limits the provider's headers stated last
-        self.adaptive = AdaptiveRate(None, settings, clock=wall)
+        self.adaptive = AdaptiveRate(None, settings, clock=wall, fraction=fraction)
         self._requests: TokenBucket | None = None
         self._tokens: TokenBucket | None = None
         self._sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
@@ -103,6 +104,7 @@ class EndpointLimiter:
         self._verdict = None
         self._last_expected = 0.0  # the tokens the last request expected
         self._in_a_row = 0  # 429s in a row
+        self._run_wait = 0.0  # the shortest wait they asked for
         self.throttled = 0
         self._apply_ceiling()
 
@@ -149,7 +151,7 @@ class EndpointLimiter:
         if fraction is not None and fraction > 0:
             if self.fraction > 0 and fraction != self.fraction:
                 self.adaptive.rescale(fraction / self.fraction)
-            self.fraction = fraction
+            self.fraction = self.adaptive.fraction = fraction
         self._apply_ceiling()
 
     @property
@@ -224,14 +226,19 @@ class EndpointLimiter:
         self._hold_if_nothing_left(info)
 
     def _hold_if_window_full(self, status: int, headers: Mapping[str, str] | None) -> None:
-        """``RUN_TO_HOLD`` 429s in a row, whatever requests they answered: the provider's window is full
-        and refuses everything until it reopens, so hold every request until the last 429 said to come
-        back. (Throttling we do not cause makes such a run next to never: 5 in a row at 10 % is 1 in 10^5.)"""
-        self._in_a_row = self._in_a_row + 1 if status == 429 else 0
-        if self._in_a_row >= RUN_TO_HOLD:
+        """``RUN_TO_HOLD`` 429s in a row, whatever requests they answered (or ``LONG_RUN_TO_HOLD`` that
+        each ask to wait ``LONG_WAIT_S`` or more): the provider's window is full and refuses everything
+        until it reopens, so hold every request until the last 429 said to come back. Throttling we do
+        not cause makes such a run next to never: 5 in a row at 10 % is 1 in 10^5 answers."""
+        if status != 429:
+            self._in_a_row = 0
+            return
+        wait = wait_from_headers(headers or {}, now_epoch=self.wall()) or 0.0
+        self._run_wait = min(self._run_wait, wait) if self._in_a_row else wait
+        self._in_a_row += 1
+        if self._in_a_row >= RUN_TO_HOLD or (self._in_a_row >= LONG_RUN_TO_HOLD and self._run_wait >= LONG_WAIT_S):
             if self.clock() >= self._hold_until:  # once per full window
                 self.adaptive.window_full()
-            wait = wait_from_headers(headers or {}, now_epoch=self.wall())
             if wait:
                 self._hold(wait)
 

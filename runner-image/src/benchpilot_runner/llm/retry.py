@@ -45,7 +45,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def decide(exc: BaseException, attempt: int, max_retries: int, *, throttled: int = 0,
-           remaining_s: float | None = None, base_s: float = 0.25, rng: random.Random | None = None) -> RetryDecision:
+           remaining_s: float | None = None, base_s: float = 0.1, rng: random.Random | None = None) -> RetryDecision:
     """Whether to retry after a failure and how long to sleep first.
 
     ``attempt`` counts earlier non-429 failures of this request (0-based), ``throttled`` earlier 429s;

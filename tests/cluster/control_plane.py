@@ -9,6 +9,7 @@ a test plays the kubelet by writing pod status through ``pods/status``.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import ipaddress
 import json
@@ -27,6 +28,8 @@ from cryptography.x509.oid import NameOID
 
 from tests.helpers import ROOT, wait_for
 from tests.servers.s3 import free_port
+
+RELEASE, OP_NS = "bp", "benchpilot"  # the chart's release and namespace in the cluster tier
 
 
 def k8s_bin(build: bool = True) -> Path | None:
@@ -102,11 +105,18 @@ class ControlPlane:
                                              key=d / "system-kube-controller-manager.key")
 
     def kubeconfig(self, name: str, *, cert: Path | None = None, key: Path | None = None, token: str | None = None,
-                   namespace: str = "default") -> Path:
-        user: dict = {"client-certificate": str(cert), "client-key": str(key)} if cert else {"token": token}
+                   namespace: str = "default", embed: bool = False) -> Path:
+        """A kubeconfig for ``name``; ``embed`` writes the CA and client certificate into it as base64
+        ``*-data`` fields, as kind, EKS and GKE do, instead of naming files."""
+        b64 = lambda p: base64.b64encode(Path(p).read_bytes()).decode()  # noqa: E731
+        if cert and embed:
+            user: dict = {"client-certificate-data": b64(cert), "client-key-data": b64(key)}
+        else:
+            user = {"client-certificate": str(cert), "client-key": str(key)} if cert else {"token": token}
+        ca = ({"certificate-authority-data": b64(self.dir / "ca.crt")} if embed
+              else {"certificate-authority": str(self.dir / "ca.crt")})
         cfg = {"apiVersion": "v1", "kind": "Config", "current-context": "test",
-               "clusters": [{"name": "test", "cluster": {"server": self.url,
-                                                         "certificate-authority": str(self.dir / "ca.crt")}}],
+               "clusters": [{"name": "test", "cluster": {"server": self.url, **ca}}],
                "users": [{"name": name, "user": user}],
                "contexts": [{"name": "test", "context": {"cluster": "test", "user": name, "namespace": namespace}}]}
         path = self.dir / f"{name}.kubeconfig"

@@ -23,9 +23,9 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 stamp=.venv/.benchpilot-installed
 if [[ ! -f $stamp || requirements.lock -nt $stamp || pyproject.toml -nt $stamp ]]; then
-  echo "bootstrap: installing pinned dependencies into .venv (torch==2.13.0 CPU build)" >&2
+  echo "bootstrap: installing pinned dependencies into .venv (with the cache-build extra: torch==2.13.0)" >&2
   # pip prints a warning per package for file:// indexes that lack it; keep real errors visible
-  .venv/bin/pip install --disable-pip-version-check -q -c requirements.lock -e ".[test]" 2>&1 \
+  .venv/bin/pip install --disable-pip-version-check -q -c requirements.lock -e ".[test,cache-build]" 2>&1 \
     | { grep -v "^WARNING: Location '.*' is ignored" || true; }
   touch "$stamp"
 fi

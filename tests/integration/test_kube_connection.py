@@ -12,7 +12,7 @@ import threading
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from benchpilot_operator.k8s import Connection, KubeClient, pem
+from benchpilot_operator.k8s import APIError, Connection, KubeClient, pem
 from tests.cluster.control_plane import _cert, _key, _pem_key
 
 
@@ -103,3 +103,39 @@ def test_token_and_basic_auth_headers():
     basic = Connection(server="https://x", username="u", password="p").headers()["Authorization"]
     assert basic == "Basic " + b64(b"u:p")
     assert Connection(server="http://x", insecure=True).ssl_context() is False
+
+
+async def test_creating_in_a_namespace_being_deleted_is_not_an_error():
+    """The API server refuses new objects in a terminating namespace (403, cause NamespaceTerminating);
+    the run goes with its namespace, so the operator creates nothing and reports nothing, while a 403
+    from RBAC still raises (the caller turns it into a Forbidden condition)."""
+    from aiohttp import web
+
+    terminating = {"kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403,
+                   "message": 'configmaps "r-spec" is forbidden: unable to create new content in namespace n '
+                              "because it is being terminated",
+                   "details": {"name": "r-spec", "kind": "configmaps", "causes": [
+                       {"reason": "NamespaceTerminating", "message": "namespace n is being terminated"}]}}
+    rbac = {"kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403,
+            "message": 'jobs.batch is forbidden: User "system:serviceaccount:x:y" cannot create resource "jobs"'}
+
+    async def handler(request):
+        body = terminating if "configmaps" in request.path else rbac
+        return web.json_response(body, status=403)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    client = KubeClient(Connection(server=f"http://127.0.0.1:{port}"))
+    try:
+        assert await client.create("api/v1/namespaces/n/configmaps", {"metadata": {"name": "r-spec"}}) is False
+        with pytest.raises(APIError) as err:
+            await client.create("apis/batch/v1/namespaces/n/jobs", {"metadata": {"name": "r-s0"}})
+        assert err.value.status == 403 and not err.value.namespace_terminating
+    finally:
+        await client.close()
+        await runner.cleanup()

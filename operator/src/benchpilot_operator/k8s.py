@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
 import ssl
@@ -26,9 +27,24 @@ log = logging.getLogger("benchpilot.k8s")
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, causes: tuple[str, ...] = ()):
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
+        self.causes = causes  # the Status body's details.causes[].reason, e.g. NamespaceTerminating
+
+    @classmethod
+    def from_body(cls, status: int, text: str) -> "APIError":
+        causes: tuple[str, ...] = ()
+        try:
+            body = json.loads(text)
+            causes = tuple(str(c.get("reason")) for c in (body.get("details") or {}).get("causes") or [])
+        except (ValueError, AttributeError, TypeError):
+            pass
+        return cls(status, text[:300], causes)
+
+    @property
+    def namespace_terminating(self) -> bool:
+        return self.status == 403 and "NamespaceTerminating" in self.causes
 
 
 @dataclass(frozen=True)
@@ -152,8 +168,7 @@ class KubeClient:
                     async with s.request(method, path.lstrip("/"), json=json, params=params,
                                          headers=headers) as resp:
                         if resp.status >= 400:
-                            text = await resp.text()
-                            raise APIError(resp.status, text[:300])
+                            raise APIError.from_body(resp.status, await resp.text())
                         if resp.content_type == "application/json":
                             return await resp.json()
                         return await resp.text()
@@ -170,12 +185,16 @@ class KubeClient:
         return list(data.get("items") or [])
 
     async def create(self, path: str, body: dict) -> bool:
-        """Create; False when it exists already (409), which is fine for deterministic names."""
+        """Create; False when it exists already (409), which is fine for deterministic names, or when its
+        namespace is being deleted (the run goes with it: nothing to create, nothing refused)."""
         try:
             await self.request("POST", path, json=body)
             return True
         except APIError as exc:
             if exc.status == 409:
+                return False
+            if exc.namespace_terminating:
+                log.debug("not created: its namespace is being deleted", extra={"path": path})
                 return False
             raise
 

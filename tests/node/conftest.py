@@ -98,6 +98,7 @@ def servers(node):
     from tests.servers.s3 import SeaweedFS
 
     s3 = SeaweedFS().start()
+    node.host.record_pid("seaweedfs", s3.proc.pid, s3.dir)  # a killed run's is stopped by the next
     llm = ServerThread().start()
     try:
         s3.bucket(BUCKET)

@@ -106,8 +106,11 @@ class NodeHost:
         tmp.write_text(json.dumps(self.state))
         tmp.replace(self.dir / "state.json")
 
-    def record_pid(self, name: str, pid: int) -> None:
+    def record_pid(self, name: str, pid: int, folder: Path | None = None) -> None:
+        """A process the instance started (killed at teardown), and a folder of its to remove."""
         self.state["pids"][name] = [pid, _start_time(pid)]
+        if folder is not None:
+            self.state.setdefault("folders", []).append(str(folder))
         self.save()
 
     def make_bridge(self) -> None:
@@ -220,6 +223,8 @@ def teardown(folder: Path) -> list[str]:
     _remove_log_links(folder)
     if state.get("network"):
         _remove_cni_cache(state["network"], state.get("sock", ""))
+    for extra in state.get("folders", []):
+        shutil.rmtree(extra, ignore_errors=True)
     shutil.rmtree(folder, ignore_errors=True)
     lap("remove")
     if not _others_alive(folder):  # the last instance puts back what the node's parts changed

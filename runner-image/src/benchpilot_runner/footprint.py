@@ -95,6 +95,8 @@ def measure(cache_dir: str | None, concurrency: int = 32, latency_s: float = 0.3
     if cache_dir:
         cache = open_cache(cache_dir)
         cache.touch()
+    pages = smaps_rollup()
+    if cache_dir:
         cache.embed("benchpilot footprint: a text no cache holds, so the query encoder is loaded")
     load_s = time.monotonic() - t0
     shared = smaps_rollup()
@@ -104,6 +106,7 @@ def measure(cache_dir: str | None, concurrency: int = 32, latency_s: float = 0.3
     return {
         "baseMiB": round(base["Rss"] / MiB, 1),
         "sharedMiB": round(shared_b / MiB, 1),
+        "encoderMiB": round(max(0, shared["Rss"] - pages["Rss"]) / MiB, 1),  # of sharedMiB
         "perWorkerMiB": round(per_worker / MiB, 3),
         "concurrency": concurrency,
         "rssMiB": {"base": round(base["Rss"] / MiB, 1), "afterCache": round(shared["Rss"] / MiB, 1),

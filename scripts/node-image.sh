@@ -20,7 +20,7 @@ STORE="$CACHE/storage"
 BASE_PACKAGES=python3.11,python3.11-venv,python3-distutils,python3-pip-whl,python3-setuptools-whl,python-is-python3,ca-certificates
 REGISTRY_BASE=docker.io/library/python:3.11-slim-bookworm
 MIRROR=${BENCHPILOT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-KEEP=3  # runner images kept (other worktrees build their own)
+KEEP=2  # runner images kept (other worktrees build their own; each is ~720 MB, twice: storage and archive)
 log() { echo "node-image: $*" >&2; }
 die() { log "$*"; exit 1; }
 for tool in buildah; do command -v "$tool" >/dev/null || die "$tool is not installed (scripts/bootstrap.sh --node)"; done

@@ -10,25 +10,32 @@ and the same one correction round.
     questions run one at a time;
 (b) benchpilot: the real runner (scheduler, suite, sink) with one encoder and one memory-mapped
     FAISS index per process (a cache built here without the questions, so every question is
-    embedded at run time, batched), cases concurrent (64 in flight by default).
+    embedded at run time, batched), cases concurrent (64 in flight by default). Its encoder is the
+    cache's ONNX export run by onnxruntime (what runner pods have: no torch);
+(b0) the same runner with 0.2's encoder: the model in torch through ``transformers`` (mean pooling,
+    normalisation) — the baseline, measured in the same run, when torch is installed.
 
 Each side runs in a fresh process. Printed: questions/s, peak RSS (VmHWM), the speed-up, and
 benchpilot's overhead per question excluding the LLM's latency — measured at concurrency 1, as
-(wall time - answers x L) / questions — and the cost of scoring a case under all three modes
-(spider, bird, strict: the pure comparison of results already fetched, and reading the query out
-of the answer), per case. Goals (issues 11, 17): speed-up >= 20x at 64 in flight, peak RSS of (b)
-under 1 GiB, overhead under 20 ms, scoring under all modes under 1 ms. Figures, not a pass/fail test.
+(wall time - answers x L) / questions, the ONNX export's largest difference from
+sentence-transformers (checked by ``cache build``), and the cost of scoring a case under all three
+modes (spider, bird, strict: the pure comparison of results already fetched, and reading the query
+out of the answer), per case. Goals: speed-up >= 20x at 64 in flight (issue 11); peak RSS of (b) at
+most 450 MiB with questions/s at least (b0)'s (issue 21); overhead under 20 ms; scoring under all
+modes under 1 ms (issue 17). Figures, not a pass/fail test.
 
     .venv/bin/python bench/text2sql_pipeline.py [--questions 200] [--latency 0.2] [--concurrency 64]
 
-Last line: {"naive_qps": …, "benchpilot_qps": …, "speedup": …, "benchpilot_peak_rss_mib": …, "overhead_ms": …,
-            "scoring_ms_per_case": …, "extract_ms_per_answer": …}
+Last line: {"naive_qps": …, "benchpilot_qps": …, "torch_qps": …, "speedup": …, "benchpilot_peak_rss_mib": …,
+            "torch_peak_rss_mib": …, "overhead_ms": …, "onnx_max_abs_diff": …, "scoring_ms_per_case": …,
+            "extract_ms_per_answer": …}
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import subprocess
@@ -36,6 +43,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -127,7 +136,34 @@ async def naive(questions: int, latency: float) -> dict:
 # ----------------------------------------------------------------------------- (b) benchpilot
 
 
-async def benchpilot(questions: int, latency: float, concurrency: int, cache_dir: str) -> dict:
+class TorchQueryEncoder:
+    """(b0): 0.2's runner encoder — the model in torch through ``transformers``, mean pooling over the
+    attention mask, L2 normalisation — in place of the ONNX one (same interface)."""
+
+    def __init__(self, model_dir):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.torch = torch
+        self.max_length = json.loads((Path(model_dir) / "sentence_bert_config.json").read_text())["max_seq_length"]
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
+
+    def encode(self, texts, batch_size=32):
+        torch = self.torch
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                batch = self.tokenizer(texts[i:i + batch_size], padding=True, truncation=True,
+                                       max_length=self.max_length, return_tensors="pt")
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out.append(torch.nn.functional.normalize(mean, p=2, dim=1).numpy())
+        return np.concatenate(out)
+
+
+async def benchpilot(questions: int, latency: float, concurrency: int, cache_dir: str, encoder: str) -> dict:
     import fsspec
 
     from benchpilot_runner.cases import make_runner
@@ -138,6 +174,10 @@ async def benchpilot(questions: int, latency: float, concurrency: int, cache_dir
     from benchpilot_runner.sink import ShardSink
     from benchpilot_runner.suites.base import Retrieval
 
+    if encoder == "torch":
+        from benchpilot_runner import resources
+
+        resources.OnnxEncoder = TorchQueryEncoder
     spec, cases = spec_for(questions, latency, concurrency)
     cache = open_cache(cache_dir, suite="text2sql")
     runner = make_runner(spec, retrieval=Retrieval(cache))
@@ -152,7 +192,8 @@ async def benchpilot(questions: int, latency: float, concurrency: int, cache_dir
     answers = sum(r["turns"] for r in sink.buffer)
     return {"questions": n, "wall_s": wall, "qps": n / wall, "answers": answers, "counts": sched.counts,
             "encoder_loads": cache.encoder_loads, "encoder_calls": cache.encoder_calls,
-            "sql_statements": runner.suite.sql.statements, "peak_rss_mib": peak_rss_mib()}
+            "sql_statements": runner.suite.sql.statements, "peak_rss_mib": peak_rss_mib(),
+            "torch_imported": "torch" in sys.modules}
 
 
 def scoring_cost(questions: int) -> dict:
@@ -210,6 +251,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--child", choices=("naive", "benchpilot", "scoring"))
     ap.add_argument("--cache")
+    ap.add_argument("--encoder", choices=("onnx", "torch"), default="onnx")
     args = ap.parse_args()
     if args.child == "naive":
         print(json.dumps(asyncio.run(naive(args.questions, args.latency))))
@@ -218,7 +260,8 @@ def main() -> None:
         print(json.dumps(scoring_cost(args.questions)))
         return
     if args.child == "benchpilot":
-        print(json.dumps(asyncio.run(benchpilot(args.questions, args.latency, args.concurrency, args.cache))))
+        print(json.dumps(asyncio.run(benchpilot(args.questions, args.latency, args.concurrency, args.cache,
+                                                args.encoder))))
         return
 
     from benchpilot_runner.cache import build
@@ -227,9 +270,11 @@ def main() -> None:
         cache_dir = f"{tmp}/cache"
         # columns, descriptions and values of every database; no questions (instances=0): each question
         # is embedded at run time by the one encoder
-        build(cache_dir, suite="text2sql", instances=0, log=lambda m: print(m, file=sys.stderr))
+        manifest = build(cache_dir, suite="text2sql", instances=0, log=lambda m: print(m, file=sys.stderr))
         common = ["--questions", str(args.questions), "--latency", str(args.latency)]
-        b = run_child(["--child", "benchpilot", *common, "--concurrency", str(args.concurrency), "--cache", cache_dir])
+        fast = ["--child", "benchpilot", *common, "--concurrency", str(args.concurrency), "--cache", cache_dir]
+        b = run_child(fast)
+        b0 = run_child([*fast, "--encoder", "torch"]) if importlib.util.find_spec("torch") else None
         one = run_child(["--child", "benchpilot", *common, "--concurrency", "1", "--cache", cache_dir])
         a = run_child(["--child", "naive", *common])
         sc = run_child(["--child", "scoring", *common])
@@ -240,6 +285,14 @@ def main() -> None:
     print(f"(b) benchpilot, {args.concurrency} in flight:          {b['qps']:7.2f} questions/s, "
           f"peak RSS {b['peak_rss_mib']:.0f} MiB ({b['answers']} answers, {b['wall_s']:.2f}s, encoder loaded "
           f"{b['encoder_loads']}x, {b['encoder_calls']} encoder calls, {b['sql_statements']} SQL statements)")
+    if b0:
+        print(f"(b0) the same with 0.2's torch encoder:  {b0['qps']:7.2f} questions/s, peak RSS "
+              f"{b0['peak_rss_mib']:.0f} MiB ({b0['wall_s']:.2f}s)")
+    print(f"(b) imported torch: {b['torch_imported']}; peak RSS {b['peak_rss_mib']:.0f} MiB (goal <= 450 MiB)"
+          + (f", {b['qps'] / b0['qps']:.2f}x the questions/s of (b0) (goal >= 1)" if b0 else ""))
+    onnx = manifest["model"]["onnx"]
+    print(f"ONNX export against sentence-transformers: largest difference {onnx['maxAbsDiff']:.1e} over "
+          f"{onnx['checkedTexts']} texts (allowed {onnx['tolerance']:g})")
     print(f"speed-up (b)/(a): {b['qps'] / a['qps']:.1f}x (goal >= 20x)")
     print(f"(b) at 1 in flight: {one['qps']:.2f} questions/s; overhead per question excluding the LLM: "
           f"{overhead_ms:.1f} ms (goal < 20 ms)")
@@ -247,9 +300,12 @@ def main() -> None:
           f"(goal < 1 ms; {sc['mean_gold_rows']:.1f} gold rows on average); reading the query out of an answer: "
           f"{sc['extract_ms']:.3f} ms")
     print(json.dumps({"naive_qps": round(a["qps"], 3), "benchpilot_qps": round(b["qps"], 2),
-                      "speedup": round(b["qps"] / a["qps"], 1), "benchpilot_peak_rss_mib": round(b["peak_rss_mib"]),
+                      "torch_qps": b0 and round(b0["qps"], 2), "speedup": round(b["qps"] / a["qps"], 1),
+                      "benchpilot_peak_rss_mib": round(b["peak_rss_mib"]),
+                      "torch_peak_rss_mib": b0 and round(b0["peak_rss_mib"]),
                       "naive_peak_rss_mib": round(a["peak_rss_mib"]), "overhead_ms": round(overhead_ms, 1),
-                      "scoring_ms_per_case": round(sc["scoring_ms"], 4), "extract_ms_per_answer": round(sc["extract_ms"], 4)}))
+                      "onnx_max_abs_diff": onnx["maxAbsDiff"], "scoring_ms_per_case": round(sc["scoring_ms"], 4),
+                      "extract_ms_per_answer": round(sc["extract_ms"], 4)}))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ a test plays the kubelet by writing pod status through ``pods/status``.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import ipaddress
 import json
@@ -26,6 +27,8 @@ from cryptography.x509.oid import NameOID
 
 from tests.helpers import ROOT, wait_for
 from tests.servers.s3 import free_port
+
+RELEASE, OP_NS = "bp", "benchpilot"  # the chart's release and namespace in the cluster tier
 
 
 def k8s_bin(build: bool = True) -> Path | None:
@@ -68,6 +71,11 @@ def _cert(subject_cn: str, key, issuer_cert=None, issuer_key=None, *, orgs=(), c
 
 
 class ControlPlane:
+    # client certificates made at start: (user, groups); files <user with ':' as '-'>.crt/.key
+    users: tuple[tuple[str, tuple[str, ...]], ...] = (("admin", ("system:masters",)),
+                                                       ("system:kube-controller-manager", ()))
+    controllers = "job,garbagecollector,serviceaccount,serviceaccount-token,namespace"
+
     def __init__(self, bin_dir: Path):
         self.bin = bin_dir
         self.dir = Path(tempfile.mkdtemp(prefix="k8s-"))
@@ -87,11 +95,9 @@ class ControlPlane:
                     sans=("127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"))
         (d / "apiserver.crt").write_bytes(srv.public_bytes(serialization.Encoding.PEM))
         (d / "apiserver.key").write_bytes(_pem_key(srv_key))
-        for user, orgs in (("admin", ("system:masters",)), ("system:kube-controller-manager", ())):
-            k = _key()
-            c = _cert(user, k, ca, ca_key, orgs=orgs)
-            (d / f"{user.replace(':', '-')}.crt").write_bytes(c.public_bytes(serialization.Encoding.PEM))
-            (d / f"{user.replace(':', '-')}.key").write_bytes(_pem_key(k))
+        self.ca, self.ca_key = ca, ca_key
+        for user, orgs in self.users:
+            self.client_cert(user, orgs)
         sa = _key()
         (d / "sa.key").write_bytes(_pem_key(sa))
         (d / "sa.pub").write_bytes(sa.public_key().public_bytes(serialization.Encoding.PEM,
@@ -100,12 +106,28 @@ class ControlPlane:
         self.cm_kubeconfig = self.kubeconfig("kcm", cert=d / "system-kube-controller-manager.crt",
                                              key=d / "system-kube-controller-manager.key")
 
+    def client_cert(self, user: str, orgs: tuple[str, ...] = (), sans: tuple[str, ...] = ()) -> tuple[Path, Path]:
+        """A key and a certificate for ``user`` in ``orgs`` (groups), signed by the cluster's CA."""
+        k = _key()
+        c = _cert(user, k, self.ca, self.ca_key, orgs=orgs, sans=sans)
+        base = self.dir / user.replace(":", "-")
+        base.with_suffix(".crt").write_bytes(c.public_bytes(serialization.Encoding.PEM))
+        base.with_suffix(".key").write_bytes(_pem_key(k))
+        return base.with_suffix(".crt"), base.with_suffix(".key")
+
     def kubeconfig(self, name: str, *, cert: Path | None = None, key: Path | None = None, token: str | None = None,
-                   namespace: str = "default") -> Path:
-        user: dict = {"client-certificate": str(cert), "client-key": str(key)} if cert else {"token": token}
+                   namespace: str = "default", embed: bool = False) -> Path:
+        """A kubeconfig for ``name``; ``embed`` writes the CA and client certificate into it as base64
+        ``*-data`` fields, as kind, EKS and GKE do, instead of naming files."""
+        b64 = lambda p: base64.b64encode(Path(p).read_bytes()).decode()  # noqa: E731
+        if cert and embed:
+            user: dict = {"client-certificate-data": b64(cert), "client-key-data": b64(key)}
+        else:
+            user = {"client-certificate": str(cert), "client-key": str(key)} if cert else {"token": token}
+        ca = ({"certificate-authority-data": b64(self.dir / "ca.crt")} if embed
+              else {"certificate-authority": str(self.dir / "ca.crt")})
         cfg = {"apiVersion": "v1", "kind": "Config", "current-context": "test",
-               "clusters": [{"name": "test", "cluster": {"server": self.url,
-                                                         "certificate-authority": str(self.dir / "ca.crt")}}],
+               "clusters": [{"name": "test", "cluster": {"server": self.url, **ca}}],
                "users": [{"name": name, "user": user}],
                "contexts": [{"name": "test", "context": {"cluster": "test", "user": name, "namespace": namespace}}]}
         path = self.dir / f"{name}.kubeconfig"
@@ -119,12 +141,9 @@ class ControlPlane:
         self.procs[name] = subprocess.Popen([str(self.bin / name), *args], stdout=open(log, "ab"),
                                             stderr=subprocess.STDOUT, start_new_session=True)
 
-    def start(self, timeout: float = 120) -> "ControlPlane":
-        self._pki()
+    def apiserver_args(self) -> list[str]:
         d = self.dir
-        self._start("etcd", [f"--data-dir={d / 'etcd'}", f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
-                             f"--listen-peer-urls=http://127.0.0.1:{self.peer_port}"])
-        self._start("kube-apiserver", [
+        return [
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}", "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1", f"--secure-port={self.port}",
             f"--tls-cert-file={d / 'apiserver.crt'}", f"--tls-private-key-file={d / 'apiserver.key'}",
@@ -133,15 +152,26 @@ class ControlPlane:
             f"--service-account-key-file={d / 'sa.pub'}", f"--service-account-signing-key-file={d / 'sa.key'}",
             "--service-cluster-ip-range=10.96.0.0/24", "--allow-privileged=false", "--profiling=false",
             "--endpoint-reconciler-type=none",  # loopback cannot be the kubernetes Service endpoint
-            f"--cert-dir={d / 'certs'}", "--v=1"])
-        self._wait_ready(timeout)
-        self._start("kube-controller-manager", [
+            f"--cert-dir={d / 'certs'}", "--v=1"]
+
+    def controller_args(self) -> list[str]:
+        d = self.dir
+        return [
             f"--kubeconfig={self.cm_kubeconfig}", f"--authentication-kubeconfig={self.cm_kubeconfig}",
             f"--authorization-kubeconfig={self.cm_kubeconfig}", "--bind-address=127.0.0.1", "--secure-port=0",
-            "--controllers=job,garbagecollector,serviceaccount,serviceaccount-token,namespace",
+            f"--controllers={self.controllers}",
             f"--service-account-private-key-file={d / 'sa.key'}", f"--root-ca-file={d / 'ca.crt'}",
             "--use-service-account-credentials=true", "--leader-elect=false", "--concurrent-job-syncs=20",
-            "--v=1"])
+            "--v=1"]
+
+    def start(self, timeout: float = 120) -> "ControlPlane":
+        self._pki()
+        d = self.dir
+        self._start("etcd", [f"--data-dir={d / 'etcd'}", f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
+                             f"--listen-peer-urls=http://127.0.0.1:{self.peer_port}"])
+        self._start("kube-apiserver", self.apiserver_args())
+        self._wait_ready(timeout)
+        self._start("kube-controller-manager", self.controller_args())
         self.wait_for(lambda: self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False)
                       .returncode == 0, 60, "the default service account (the controller-manager works)")
         return self

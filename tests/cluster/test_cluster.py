@@ -20,21 +20,11 @@ import pytest
 import yaml
 
 from tests.bad_manifests import BAD
+from tests.cluster.control_plane import OP_NS, RELEASE
 from tests.helpers import EXAMPLES, ROOT, manifest, pod_env
 
 pytestmark = pytest.mark.slow
-RELEASE, OP_NS = "bp", "benchpilot"
 SA = f"{RELEASE}-benchpilot-operator"
-
-
-@pytest.fixture(scope="module")
-def installed(control_plane):
-    """`helm install` of charts/benchpilot with real Helm: CRD, ServiceAccount, RBAC, Deployment."""
-    cp = control_plane
-    cp.helm("install", RELEASE, str(ROOT / "charts" / "benchpilot"), "-n", OP_NS, "--create-namespace",
-            "--set", "operator.resyncSeconds=1")
-    cp.kubectl("wait", "--for=condition=Established", "crd/benchmarkruns.benchpilot.io", "--timeout=60s")
-    return cp
 
 
 class Operator:

@@ -45,8 +45,11 @@ def make_read_only(root: Path) -> None:
 
 def test_manifest_describes_every_file(built_cache):
     m = json.loads((built_cache / "manifest.json").read_text())
+    onnx = m["model"].pop("onnx")
     assert m["model"] == {"name": "sentence-transformers/all-MiniLM-L6-v2", "dimensions": 384, "dir": "model"}
-    assert {"embeddings.npy", "index.faiss", "texts.json", "keys.json", "model/model.safetensors"} <= set(m["files"])
+    assert onnx["file"] == "model/model.onnx" and onnx["maxAbsDiff"] <= onnx["tolerance"] == 1e-5
+    assert {"embeddings.npy", "index.faiss", "texts.json", "keys.json", "model/model.safetensors",
+            "model/model.onnx", "model/model.onnx.data"} <= set(m["files"])
     assert (m["suite"], m["suite_version"]) == ("workflow", "workflow-1")
     emb = np.load(built_cache / "embeddings.npy", mmap_mode="r")
     assert emb.dtype == np.float32 and emb.shape == (m["rows"]["total"], 384)
@@ -198,7 +201,8 @@ def test_footprint_reports_the_formula_inputs(built_cache):
     assert res.returncode == 0, res.stderr[-2000:]
     fp = json.loads(res.stdout)
     files_mib = sum((built_cache / f).stat().st_size for f in ("embeddings.npy", "index.faiss")) / 2**20
-    assert 0.9 * files_mib <= fp["sharedMiB"] <= 1.3 * files_mib
+    assert 30 < fp["encoderMiB"] < 250, "the query encoder (the ONNX export) is counted once per pod"
+    assert 0.9 * files_mib <= fp["sharedMiB"] - fp["encoderMiB"] <= 1.3 * files_mib
     assert 0 < fp["perWorkerMiB"] < 5 and fp["baseMiB"] > 10
     assert fp["suggestedSpec"]["resources"]["footprint"]["sharedMiB"] == fp["sharedMiB"]
 

@@ -34,6 +34,13 @@ request is logged as (time, prefix, model) in ``requests_log``. ``limit(prefix, 
 makes an endpoint enforce at most ``n`` requests per sliding window, answering 429 with
 ``Retry-After`` above it, as a provider's per-minute limit does.
 
+Throttling behaviours of an endpoint (prefix), whatever the model (:mod:`tests.servers.throttling`):
+``faults(prefix, throttle=0.03, ...)`` answers a share of requests 429 (``Retry-After``), 500, a
+malformed body or never, at random and independent of the rate, as shared gateways do;
+``stated_limit(prefix, per_minute, style=...)`` enforces a token-bucket limit and states it in every
+answer's headers, as OpenAI (``x-ratelimit-*``), Anthropic (``anthropic-ratelimit-*``) or a LiteLLM
+gateway (``llm_provider-x-ratelimit-*``) do.
+
 Run it alone with ``python -m tests.servers.fake_llm --port N [--limit N --window S]``.
 """
 
@@ -48,6 +55,8 @@ import threading
 from collections import Counter
 
 from aiohttp import web
+
+from .throttling import Throttling
 
 _STEP = re.compile(r"^\d+\. ([a-z_]+)\((.*)\)$")
 EXPECTED_KEY = "sk-test-fake-llm-key-0123456789"
@@ -168,6 +177,15 @@ class FakeLLM:
         self._recent: dict[str, list[float]] = {}
         self.sql_tables: dict[str, dict[tuple[str, str], str]] = {}  # t2s.<table>.<shape> models
         self.content_requests: Counter = Counter()  # (model, whether the request sent tools) for content-*
+        self.throttling = Throttling(self)
+
+    def faults(self, prefix: str, seed: int = 0, **shares: float) -> None:
+        """Answer shares of ``prefix``'s requests 429/500/never/malformed at random (:class:`Faults`)."""
+        self.throttling.set_faults(prefix, seed, **shares)
+
+    def stated_limit(self, prefix: str, per_minute: float, burst_s: float = 2.0, style: str = "openai") -> None:
+        """Enforce ``per_minute`` requests on ``prefix`` and state it in headers (:class:`StatedLimit`)."""
+        self.throttling.set_stated_limit(prefix, per_minute, burst_s, style)
 
     def limit(self, prefix: str, n: int, window_s: float) -> None:
         self.limits[prefix] = (n, window_s)
@@ -256,7 +274,7 @@ class FakeLLM:
         return web.json_response(_completion(_answer(messages, tools), model))
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024**2)
+        app = web.Application(client_max_size=64 * 1024**2, middlewares=[self.throttling.middleware])
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/{prefix}/v1/chat/completions", self.chat)
         return app

@@ -33,10 +33,17 @@ def test_which_failures_are_transient(exc, transient):
 
 def test_backoff_grows_with_jitter_and_stops_at_max_retries():
     rng = random.Random(0)
-    waits = [decide(LLMTimeout("t"), a, 5, base_s=1.0, rng=rng).wait_s for a in range(5)]
+    waits = [decide(LLMHTTPError("x", status=503), a, 5, base_s=1.0, rng=rng).wait_s for a in range(5)]
     for a, w in enumerate(waits):
         assert 0.5 * 2**a <= w <= 2**a
+    assert not decide(LLMHTTPError("x", status=503), 5, 5).retry
     assert not decide(LLMTimeout("t"), 5, 5).retry
+
+
+def test_a_timed_out_request_is_retried_at_once():
+    """Its timeout was the wait: a hung request must not cost the case a backoff on top."""
+    waits = [decide(LLMTimeout("t"), a, 5, rng=random.Random(a)).wait_s for a in range(5)]
+    assert all(w <= 0.1 for w in waits)
 
 
 def test_retry_after_is_honoured():
@@ -266,20 +273,3 @@ async def test_limiter_holds_requests_per_minute():
     for _ in range(26):
         await lim.acquire()
     assert time.monotonic() - t0 >= 25 / 50 * 0.9
-
-
-def test_limiter_backs_off_on_429_and_recovers():
-    now = [0.0]
-    lim = EndpointLimiter(requests_per_minute=600, clock=lambda: now[0], increase_per_s=0.05)
-    lim.on_throttled()
-    assert lim.rpm == 300
-    lim.on_throttled()  # the same burst: counted once
-    assert lim.rpm == 300
-    now[0] += 3
-    lim.on_throttled()
-    assert lim.rpm == pytest.approx((300 + 600 * 0.05 * 3) / 2)
-    now[0] += 100
-    lim._recover()
-    assert lim.rpm == 600  # back to its share, never above
-    lim.set_share(120)
-    assert lim.rpm <= 120

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 
 import fsspec
 import pyarrow.parquet as pq
@@ -205,3 +206,60 @@ def test_heartbeat_health():
     now[0] = 200
     hb.busy = False
     assert hb.healthy(), "idle with nothing left to do is not a hang"
+
+
+# ---------------------------------------------------------------- final writes within a budget
+
+
+class SlowMemoryFS(FlakyMemoryFS):
+    """A store whose client retries inside each call for a long time (s3fs against 503 SlowDown)."""
+
+    def pipe_file(self, path, value, **kwargs):
+        if path.endswith("_SUCCESS"):
+            time.sleep(3)
+            raise ConnectionError("SlowDown: please reduce your request rate")
+        return super().pipe_file(path, value, **kwargs)
+
+
+async def test_a_marker_gets_one_budget_counting_the_clients_own_retries():
+    from benchpilot_runner.markers import put_retrying
+
+    fs = SlowMemoryFS(skip_instance_cache=True)
+    t0 = time.monotonic()
+    written = await put_retrying(fs, "/out/run/shard-00000/_SUCCESS", b"{}", what="shard _SUCCESS",
+                                 deadline=time.monotonic() + 0.5)
+    assert not written and time.monotonic() - t0 < 1.5, "one budget, not attempts × the client's retries"
+    assert "still retrying" in written.error
+    FlakyMemoryFS.failing = 2  # quick failures are retried within the budget
+    assert await put_retrying(fs, "/out/run/part", b"x", what="part", deadline=time.monotonic() + 5)
+    FlakyMemoryFS.failing = 1000
+    try:
+        failed = await put_retrying(fs, "/out/run/part", b"x", what="part", deadline=time.monotonic() + 0.6)
+    finally:
+        FlakyMemoryFS.failing = 0
+    assert not failed and "storage is down" in failed.error
+
+
+async def test_a_call_past_its_budget_is_abandoned_and_errors_come_back():
+    from benchpilot_runner.bounded import call_within
+
+    with pytest.raises(TimeoutError):
+        await call_within(0.2, time.sleep, 2)
+    with pytest.raises(ZeroDivisionError):
+        await call_within(1, lambda: 1 / 0)
+    assert await call_within(1, lambda: "ok") == "ok"
+
+
+def test_markers_not_written_exit_1_saying_the_rows_are_safe():
+    from benchpilot_runner.execute import ShardResult, outcome
+
+    done = ShardResult(0, 10, 0, 10, complete=True, counts={"success": 10}, final=10)
+    refused = ShardResult(1, 10, 0, 10, complete=False, counts={"success": 10}, final=10,
+                          marker_error="within 30s (SlowDown)")
+    code, lines = outcome([done, refused], interrupted=None, auth_refused=False)
+    assert code == 1 and len(lines) == 1
+    assert lines[0].startswith("every result row is written, but the _SUCCESS marker of shard 1 could not be "
+                               "written within 30s (SlowDown)") and "run the same command again" in lines[0]
+    code, lines = outcome([done], interrupted=None, auth_refused=False, run_marker_error="within 30s (x)")
+    assert code == 1 and "the run's _SUCCESS marker" in lines[0]
+    assert outcome([done], interrupted=None, auth_refused=False) == (0, [])

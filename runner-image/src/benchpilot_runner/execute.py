@@ -18,21 +18,40 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import fsspec
 
+from . import markers
 from . import sink as sinkmod
+from .bounded import call_within
 from .health import Heartbeat
 from .metrics import RunnerMetrics
 from .scheduler import ShardScheduler
 from .cases import CaseRunner
-from .spec import CONFIG_ERROR_EXIT, INCOMPLETE_EXIT, RunSpec, find_suite, iter_shard_cases, memory_request_mib, shard_sizes
+from .spec import (CONFIG_ERROR_EXIT, INCOMPLETE_EXIT, RunSpec, SpecError, check_number, find_suite, iter_shard_cases,
+                   memory_request_mib, shard_sizes)
 
 log = logging.getLogger("benchpilot.execute")
 STOP_GRACE_S = 9.0  # SIGTERM to exit, whatever storage does (a pod's grace period is 15 s)
 FINAL_FLUSH_S = 6.0  # of which the final flush may take this long
+LEASE_RELEASE_S = 5.0  # removing the lease at the end; a lease left behind expires by itself
+FINAL_WRITE_ENV = "BENCHPILOT_FINAL_WRITE_SECONDS"  # the budget of a shard's final writes (markers.FINAL_WRITE_S)
+
+
+def final_write_budget(env=None) -> float:
+    """Seconds a shard's final writes (its last part and its ``_SUCCESS``; the run's ``_SUCCESS``) may take,
+    the storage client's own retries included: ``BENCHPILOT_FINAL_WRITE_SECONDS``, else 30."""
+    raw = (os.environ if env is None else env).get(FINAL_WRITE_ENV)
+    if raw in (None, ""):
+        return markers.FINAL_WRITE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SpecError(f"env {FINAL_WRITE_ENV}", f"{raw[:40]!r} is not a number of seconds") from None
+    return check_number(value, f"env {FINAL_WRITE_ENV}", minimum=0.0, maximum=3600.0, exclusive_min=True)
 
 
 def local_uid(spec: RunSpec, retrieval: str = "lexical") -> str:
@@ -64,18 +83,33 @@ class ShardResult:
     success_written: bool = False
     final: int = 0  # cases of the shard with a final outcome, before and now
     absent: int = 0  # positions of the shard the suite's dataset has no case for
+    marker_error: str | None = None  # every row written, but the shard's _SUCCESS was not: why
 
     @property
     def retryable(self) -> int:
         return self.counts.get("error", 0) + self.counts.get("timeout", 0)
 
 
+def marker_line(results: list[ShardResult], run_marker_error: str | None) -> str | None:
+    """One line for markers not written although every row was: the rows are safe, a rerun writes them."""
+    failed = [r for r in results if r.marker_error]
+    if not failed and not run_marker_error:
+        return None
+    what = (f"the _SUCCESS marker of shard{'s' if len(failed) > 1 else ''} {', '.join(str(r.shard) for r in failed)}"
+            if failed else "the run's _SUCCESS marker")
+    why = failed[-1].marker_error if failed else run_marker_error
+    return (f"every result row is written, but {what} could not be written {why}; the rows are safe: "
+            "run the same command again to write it")
+
+
 def outcome(results: list[ShardResult], *, interrupted: str | None, auth_refused: bool,
-            unavailable: dict[str, tuple[str, str]] | None = None) -> tuple[int, list[str]]:
+            unavailable: dict[str, tuple[str, str]] | None = None,
+            run_marker_error: str | None = None) -> tuple[int, list[str]]:
     """The exit code of a run or shard and the lines that say why (README: exit codes).
 
     ``unavailable``: endpoints taken out of the run (name -> (state, reason)), said even when every
-    one of their cases had started before (so none was left unrun)."""
+    one of their cases had started before (so none was left unrun). ``run_marker_error``: why the
+    run's ``_SUCCESS`` was not written (see :func:`finish_run`)."""
     lines = [why for _, (_, why) in sorted((unavailable or {}).items())]
     unflushed = sum(r.unflushed for r in results)
     retryable = sum(r.retryable for r in results)
@@ -95,6 +129,8 @@ def outcome(results: list[ShardResult], *, interrupted: str | None, auth_refused
         return (130 if interrupted == "SIGINT" else 143), lines
     if unflushed:
         return 1, lines
+    if (markers_missing := marker_line(results, run_marker_error)) is not None:
+        return 1, [*lines, markers_missing]
     if auth_refused:
         return CONFIG_ERROR_EXIT, lines
     budget = next((r.stopped_by for r in results if r.stopped_by), None)
@@ -116,6 +152,7 @@ async def run_shard(spec: RunSpec, shard: int, shards: int, *, fs: fsspec.Abstra
                     on_absent: Callable[[], None] | None = None,
                     sinks: list | None = None) -> ShardResult:
     size = shard_sizes(spec.total_cases, shards)[shard]
+    budget_s = final_write_budget()  # a bad value is said before any case runs
     sink = sinkmod.ShardSink(fs, run_dir, shard, flush_rows=spec.output.flush_every_rows,
                              flush_s=spec.output.flush_every_s, writer=writer, attempt=state.max_attempt + 1,
                              on_flushed=lambda n: (metrics.rows_flushed.labels(spec.name).inc(n), heartbeat.beat()))
@@ -168,7 +205,8 @@ async def run_shard(spec: RunSpec, shard: int, shards: int, *, fs: fsspec.Abstra
     finally:
         flusher_stop.set()
         await flusher
-        deadline = sink.clock() + FINAL_FLUSH_S if stop.is_set() else None
+        # the last part and the marker share one budget (a SIGTERM leaves less: the pod is going)
+        deadline = sink.clock() + (FINAL_FLUSH_S if stop.is_set() else budget_s)
         flushed = await sink.flush(deadline=deadline)
     complete = (flushed and sched.dispatched_all and not stop.is_set()
                 and already + len(sink.final) + sched.absent >= size and not sched.skipped)
@@ -177,20 +215,29 @@ async def run_shard(spec: RunSpec, shard: int, shards: int, *, fs: fsspec.Abstra
                          final=already + len(sink.final), absent=sched.absent)
     if complete:
         counts = dict(sched.counts, **({"not_in_dataset": sched.absent} if sched.absent else {}))
-        result.success_written = await sink.write_success(size - sched.absent, counts)
-        result.complete = result.success_written
-        if not result.success_written:
+        written = await sink.write_success(size - sched.absent, counts, deadline=deadline)
+        result.success_written = result.complete = bool(written)
+        if not written:
+            result.marker_error = f"within {budget_s:g}s ({written.error})"
             log.error("shard _SUCCESS could not be written; rows are safe, a rerun writes it",
-                      extra={"shard": shard})
+                      extra={"shard": shard, "error": result.marker_error})
     log.info("shard finish", extra={"run": spec.name, "shard": shard, "complete": result.complete, "ran": ran,
                                     "already_done": already, "counts": sched.counts, "skipped": sched.skipped,
                                     "parts_written": len(sink.stats.parts), "unwritten_rows": len(sink.buffer)})
     return result
 
 
-async def finish_run(spec: RunSpec, fs: fsspec.AbstractFileSystem, run_dir: str, uid: str) -> bool:
-    return await sinkmod.maybe_write_run_success(fs, run_dir, spec.sharding.shards, run=spec.name,
-                                                 namespace=spec.namespace, uid=uid, total_cases=spec.total_cases)
+async def finish_run(spec: RunSpec, fs: fsspec.AbstractFileSystem, run_dir: str, uid: str) -> str | None:
+    """The run's ``_SUCCESS`` once every shard has its own; why it could not be written (None: written,
+    or not every shard is done yet), within the final-write budget."""
+    budget_s = final_write_budget()
+    written = await markers.maybe_write_run_success(
+        fs, run_dir, spec.sharding.shards, run=spec.name, namespace=spec.namespace, uid=uid,
+        total_cases=spec.total_cases, deadline=time.monotonic() + budget_s)
+    if written is None or written:
+        return None
+    log.error("run _SUCCESS could not be written; rows are safe, a rerun writes it", extra={"error": written.error})
+    return f"within {budget_s:g}s ({written.error})"
 
 
 async def acquire_lease(fs: fsspec.AbstractFileSystem, run_dir: str, shards: list[int], writer: str, *,
@@ -225,7 +272,10 @@ async def holding(lease: sinkmod.Lease):
     finally:
         stop.set()
         await renewer
-        await asyncio.to_thread(lease.release)
+        try:  # a final write too: never held up by a store that does not answer
+            await call_within(LEASE_RELEASE_S, lease.release)
+        except TimeoutError:
+            log.warning("lease not removed in time; it expires by itself", extra={"writer": lease.writer})
 
 
 class StopSignals:
@@ -268,9 +318,9 @@ async def renew_lease(lease: sinkmod.Lease, stop: asyncio.Event) -> None:
         except TimeoutError:
             pass
         try:
-            await asyncio.to_thread(lease.write)
+            await call_within(sinkmod.LEASE_RENEW_S, lease.write)
         except Exception as exc:  # noqa: BLE001 - storage trouble shows in the part writes too
-            log.warning("lease renewal failed", extra={"error": str(exc)[:200]})
+            log.warning("lease renewal failed", extra={"error": f"{type(exc).__name__}: {exc}"[:200]})
 
 
 def arm_stop_watchdog(unflushed: Callable[[], int], code: int) -> threading.Timer:

@@ -2,9 +2,11 @@
 
 Reads ``/proc/self/smaps_rollup`` (RSS and PSS) at three points:
 - base: the interpreter with the runner imported, before the cache is opened;
-- shared: after opening the cache as a shard does and reading every page of it (counted once per
-  pod: the pages are file-backed and shared by every worker and process);
-- per worker: the peak while ``concurrency`` simulated cases run at once, above the shared level,
+- shared: after opening the cache as a shard does, reading every page of it (file-backed pages,
+  shared by every worker and process) and loading its query encoder (the ONNX export, once per
+  process; a runner loads it on the first text its cache lacks) — counted once per pod;
+- per worker: the peak while ``concurrency`` simulated cases of the cache's suite (its own
+  ``suiteConfig``; the workflow suite without a cache) run at once, above the shared level,
   divided by the concurrency.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 MiB = 1024 * 1024
 
@@ -28,6 +31,27 @@ def smaps_rollup(pid: int | str = "self") -> dict[str, int]:
     return out
 
 
+def _spec(cache_dir: str | None, concurrency: int, latency_s: float):
+    """A simulated run of the cache's suite (and suiteConfig) with at least 2 × concurrency cases."""
+    from . import spec as S
+    from .spec import find_suite
+
+    suite, config = "workflow", {}
+    if cache_dir:
+        m = json.loads((Path(cache_dir) / "manifest.json").read_text())
+        suite, config = m.get("suite") or "workflow", m.get("config") or {}
+    v = find_suite(suite).vocabulary
+    cells = len(v.task_types) * len(v.difficulties) * len(v.prompt_types[:2])
+    doc = {"apiVersion": "benchpilot.io/v1alpha1", "kind": "BenchmarkRun", "metadata": {"name": "footprint"},
+           "spec": {"suite": suite, "suiteConfig": config,
+                    "matrix": {"models": ["sim/footprint"], "promptTypes": list(v.prompt_types[:2]),
+                               "taskTypes": list(v.task_types), "difficulties": list(v.difficulties),
+                               "instances": max(1, -(-concurrency * 2 // cells))},
+                    "simulation": {"sim/footprint": {"accuracy": 0.8, "latencySeconds": latency_s}},
+                    "sharding": {"shards": 1, "concurrencyPerShard": concurrency}}}
+    return S.parse_manifest(doc)
+
+
 async def _run_cases(cache_dir: str | None, concurrency: int, latency_s: float) -> tuple[int, int]:
     import fsspec
 
@@ -39,16 +63,9 @@ async def _run_cases(cache_dir: str | None, concurrency: int, latency_s: float) 
     from .sink import ShardSink
     from .cases import make_runner
     from .suites.base import Retrieval
-    from .suites.workflow import vocab
 
-    doc = {"apiVersion": "benchpilot.io/v1alpha1", "kind": "BenchmarkRun", "metadata": {"name": "footprint"},
-           "spec": {"matrix": {"models": ["sim/footprint"], "promptTypes": ["baseline", "optimal"],
-                               "taskTypes": list(vocab.TASK_TYPES), "difficulties": list(vocab.DIFFICULTIES),
-                               "instances": max(1, -(-concurrency * 2 // 30))},
-                    "simulation": {"sim/footprint": {"accuracy": 0.8, "latencySeconds": latency_s}},
-                    "sharding": {"shards": 1, "concurrencyPerShard": concurrency}}}
-    spec = S.parse_manifest(doc)
-    cases = S.expand(spec.matrix)[: concurrency * 2]
+    spec = _spec(cache_dir, concurrency, latency_s)
+    cases = [c for _, c in zip(range(concurrency * 2), S.iter_cases(spec.matrix))]
     runner = make_runner(spec, retrieval=Retrieval(open_cache(cache_dir, suite=spec.suite) if cache_dir else None))
     sink = ShardSink(fsspec.filesystem("memory"), "/footprint", 0, flush_rows=10**6, flush_s=10**6)
     sched = ShardScheduler(spec, 0, runner, sink, concurrency=concurrency, metrics=RunnerMetrics(),
@@ -78,6 +95,9 @@ def measure(cache_dir: str | None, concurrency: int = 32, latency_s: float = 0.3
     if cache_dir:
         cache = open_cache(cache_dir)
         cache.touch()
+    pages = smaps_rollup()
+    if cache_dir:
+        cache.embed("benchpilot footprint: a text no cache holds, so the query encoder is loaded")
     load_s = time.monotonic() - t0
     shared = smaps_rollup()
     peak_rss, peak_pss = asyncio.run(_run_cases(cache_dir, concurrency, latency_s))
@@ -86,6 +106,7 @@ def measure(cache_dir: str | None, concurrency: int = 32, latency_s: float = 0.3
     return {
         "baseMiB": round(base["Rss"] / MiB, 1),
         "sharedMiB": round(shared_b / MiB, 1),
+        "encoderMiB": round(max(0, shared["Rss"] - pages["Rss"]) / MiB, 1),  # of sharedMiB
         "perWorkerMiB": round(per_worker / MiB, 3),
         "concurrency": concurrency,
         "rssMiB": {"base": round(base["Rss"] / MiB, 1), "afterCache": round(shared["Rss"] / MiB, 1),

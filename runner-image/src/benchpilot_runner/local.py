@@ -129,8 +129,9 @@ async def _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, r
         heartbeat.busy = False
         progress.close()
     interrupted = signals.signal  # SIGINT, SIGTERM or None
+    run_marker_error = None
     if all(r.complete for r in results) and not interrupted:
-        await finish_run(spec, fs, run_dir, uid)
+        run_marker_error = await finish_run(spec, fs, run_dir, uid)
     ran = sum(r.ran for r in results)
     already = sum(r.already_done for r in results)
     summary = reportmod.summarize(await asyncio.to_thread(reportmod.load, fs_uri))
@@ -138,7 +139,7 @@ async def _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, r
         reportmod.render_table(summary)
     auth = {n: why for n, (st, why) in endpoints.unavailable().items() if st == "auth_refused"}
     code, lines = outcome(results, interrupted=interrupted, auth_refused=bool(auth),
-                          unavailable=endpoints.unavailable())
+                          unavailable=endpoints.unavailable(), run_marker_error=run_marker_error)
     print(f"{ran} cases run now, {already} were already done; results: {fs_uri}", file=sys.stderr)
     if spec.budget.max_cost_usd is not None or spec.budget.max_tokens is not None or budget.spent_usd:
         print(f"spent so far: ${budget.spent_usd:.4f}, {budget.spent_tokens} tokens", file=sys.stderr)

@@ -70,7 +70,7 @@ def build_clients(spec: RunSpec, metrics: RunnerMetrics, heartbeat: Heartbeat, *
                         extra={"endpoint": ep.name, "variable": ep.key_env})
         redact.register(key)
         rpm, tpm, conc = scaled(ep, fraction)
-        limiter = EndpointLimiter(rpm, tpm, conc)
+        limiter = EndpointLimiter(rpm, tpm, conc, fraction=max(0.0, min(1.0, fraction)), name=ep.name)
         tr = transport
         if tr is None:
             tr = AiohttpTransport(limit=min(conc or 10**6, concurrency or spec.sharding.concurrency_per_shard
@@ -101,7 +101,7 @@ def apply_fraction(spec: RunSpec, endpoints: Endpoints, fraction: float) -> None
     for ep in spec.endpoints:
         if ep.name in endpoints.limiters:
             rpm, tpm, _ = scaled(ep, fraction)
-            endpoints.limiters[ep.name].set_share(rpm, tpm)
+            endpoints.limiters[ep.name].set_share(rpm, tpm, fraction=max(0.0, min(1.0, fraction)))
 
 
 def _observer(spec: RunSpec, metrics: RunnerMetrics, heartbeat: Heartbeat):

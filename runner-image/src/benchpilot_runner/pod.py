@@ -200,6 +200,7 @@ async def _run(cfg, spec, fs, root, metrics, heartbeat, endpoints, retrieval, ca
     done = asyncio.Event()
     follower = asyncio.create_task(follow_shares(cfg, spec, endpoints, done,
                                                  start=max(cfg.limit_share, read_share(cfg.shares_file, cfg.shard) or 0.0)))
+    run_marker_error = None
     try:
         async with holding(lease):
             with StopSignals(sinks, second_sigint_exits=False, context={"shard": cfg.shard}) as signals:
@@ -208,14 +209,14 @@ async def _run(cfg, spec, fs, root, metrics, heartbeat, endpoints, retrieval, ca
                                          concurrency=spec.sharding.concurrency_per_shard, state=state, writer=writer,
                                          gate=budget.exhausted, on_case_done=budget.add, sinks=sinks)
                 if result.complete and not signals.signal:
-                    await finish_run(spec, fs, run_dir, uid)
+                    run_marker_error = await finish_run(spec, fs, run_dir, uid)
     finally:
         heartbeat.busy = False
         done.set()
         await follower
     auth = {n: why for n, (st, why) in endpoints.unavailable().items() if st == "auth_refused"}
     code, lines = outcome([result], interrupted=signals.signal, auth_refused=bool(auth),
-                          unavailable=endpoints.unavailable())
+                          unavailable=endpoints.unavailable(), run_marker_error=run_marker_error)
     for line in lines:
         log.log(logging.INFO if code == 0 else logging.ERROR, line, extra={"shard": cfg.shard, "exit_code": code})
     for name, why in auth.items():

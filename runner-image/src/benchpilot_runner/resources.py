@@ -2,9 +2,10 @@
 
 Every concurrent case — and every process of a pod — uses the same pages: the embeddings are a
 ``numpy.load(mmap_mode='r')`` view and the FAISS index is read with ``IO_FLAG_MMAP_IFC``, so
-nothing is copied per worker. The encoder is loaded lazily, only when a text whose embedding is
-not in the cache must be embedded, and query embeddings are kept in a bounded LRU. Concurrent
-cases that need a new text embedded are batched: one encoder call for all of them, off the event loop.
+nothing is copied per worker. The encoder — the cache's ONNX export, run by onnxruntime, no torch
+(:mod:`benchpilot_runner.encoder`) — is loaded lazily, only when a text whose embedding is not in
+the cache must be embedded, and query embeddings are kept in a bounded LRU. Concurrent cases that
+need a new text embedded are batched: one encoder call for all of them, off the event loop.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import FORMAT, load_query_encoder, sha256_file, text_key
+from .cache import FORMAT, sha256_file, text_key
+from .encoder import RUNTIME_FILES, OnnxEncoder
 
 QUERY_LRU = 4096
 EMBED_BATCH = 8  # texts per encoder call: larger batches raised peak RSS (bench/text2sql_pipeline.py), not speed
@@ -71,8 +73,7 @@ class Cache:
         self._lru: OrderedDict[str, np.ndarray] = OrderedDict()  # texts encoded here, newest last
         self._pending: dict[str, list[asyncio.Future]] = {}
         self._draining = False
-        # one thread runs the encoder: torch keeps per-calling-thread pools, so a pool of threads
-        # calling it costs memory per thread
+        # one thread calls the encoder (its own intra-op threads are BENCHPILOT_ENCODER_THREADS)
         self._encode_thread = ThreadPoolExecutor(1, thread_name_prefix="encoder")
 
     def check_suite(self, suite: str) -> None:
@@ -102,21 +103,24 @@ class Cache:
             if deep and not rel.startswith("model/") and sha256_file(p) != meta["sha256"]:
                 raise CacheError(f"{p} does not match its sha256 in manifest.json: the cache is corrupt")
 
-    def _verify_model(self) -> None:
+    def _verify_model(self, only: tuple[str, ...] | None = None) -> None:
+        """sha256 of the model's files (``only`` these names: what the runner loads)."""
+        model_dir = self.manifest["model"]["dir"]
         for rel, meta in self.manifest["files"].items():
-            if rel.startswith("model/") and sha256_file(self.path / rel) != meta["sha256"]:
+            if not rel.startswith(model_dir + "/") or (only and rel[len(model_dir) + 1:] not in only):
+                continue
+            if sha256_file(self.path / rel) != meta["sha256"]:
                 raise CacheError(f"{self.path / rel} does not match its sha256 in manifest.json")
 
     # ------------------------------------------------------------------ embeddings
     def _encode_many(self, texts: list[str]) -> np.ndarray:
         with self._encoder_lock:
             if self._encoder is None:
-                self._verify_model()
-                self._encoder = load_query_encoder(self.path / self.manifest["model"]["dir"])
+                self._verify_model(only=RUNTIME_FILES)
+                self._encoder = OnnxEncoder(self.path / self.manifest["model"]["dir"])
                 self.encoder_loads += 1
             self.encoder_calls += 1
-            vec = self._encoder.encode(texts, batch_size=EMBED_BATCH, normalize_embeddings=True,
-                                       convert_to_numpy=True, show_progress_bar=False)
+            vec = self._encoder.encode(texts, batch_size=EMBED_BATCH)
         return np.asarray(vec, dtype=np.float32).reshape(len(texts), self.dim)
 
     def _encode(self, text: str) -> np.ndarray:

@@ -19,7 +19,7 @@ import time
 from typing import Callable, Iterable
 
 from .health import Heartbeat
-from .llm.base import CASE_DEADLINE, EndpointUnavailable
+from .llm.base import CASE_DEADLINE, LIMITER_WAIT, EndpointUnavailable, QueueWait
 from .metrics import RunnerMetrics
 from .redact import scrub
 from .sink import ShardSink
@@ -43,6 +43,20 @@ def _details(value) -> str | None:
     if len(text) > MAX_DETAILS:
         text = json.dumps({"truncated": True, "bytes": len(text)})
     return text
+
+
+def timeout_fields(timeout_s: float, turns: int, queue: QueueWait, now: float) -> dict:
+    """The row of a case whose deadline passed: ``limiter_timeout`` when it passed while the case waited
+    in benchpilot's own rate limiter (our queue, not the provider's slowness), else ``case_timeout``."""
+    if queue.since is not None:
+        state = queue.limiter.describe() if hasattr(queue.limiter, "describe") else "an endpoint"
+        return {"status": "timeout", "score": 0.0, "error_type": "limiter_timeout",
+                "error_message": f"case did not finish within {timeout_s:g}s: its deadline passed while it waited "
+                                 f"in benchpilot's own rate limiter for {now - queue.since:.1f}s "
+                                 f"({queue.waited_s + now - queue.since:.1f}s in all, after {turns} turns), "
+                                 f"not for the provider; {state}"}
+    return {"status": "timeout", "score": 0.0, "error_type": "case_timeout",
+            "error_message": f"case did not finish within {timeout_s:g}s (after {turns} turns)"}
 
 
 class ShardScheduler:
@@ -73,14 +87,14 @@ class ShardScheduler:
         m = self.metrics
         m.inflight.labels(spec.name).inc()
         CASE_DEADLINE.set(t0 + spec.limits.case_timeout_s)
+        queue = QueueWait()
+        LIMITER_WAIT.set(queue)
         try:
             try:
                 async with asyncio.timeout(spec.limits.case_timeout_s):
                     fields = await self.runner.run(case, progress)
             except TimeoutError:
-                fields = {"status": "timeout", "score": 0.0, "error_type": "case_timeout",
-                          "error_message": f"case did not finish within {spec.limits.case_timeout_s:g}s "
-                                           f"(after {progress.turns} turns)"}
+                fields = timeout_fields(spec.limits.case_timeout_s, progress.turns, queue, time.monotonic())
         except (asyncio.CancelledError, EndpointUnavailable):
             raise
         except Exception as exc:  # noqa: BLE001 - one broken case must not end the shard; recorded

@@ -39,6 +39,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from . import procs
+from .bounded import call_within
 from .redact import scrub
 from .spec import FINAL_STATUSES
 
@@ -236,7 +238,7 @@ class Lease:
         return f"{self.run_dir}/{WRITERS}/{self.writer}.json"
 
     def body(self) -> bytes:
-        return json.dumps({"writer": self.writer, "host": socket.gethostname(), "pid": os.getpid(),
+        return json.dumps({"writer": self.writer, "host": socket.gethostname(), **procs.identity(),
                            "shards": self.shards, "started": self.started, "renewed": time.time()}).encode()
 
     def write(self) -> None:
@@ -260,7 +262,7 @@ class Lease:
             if not isinstance(info, dict) or not mine & set(info.get("shards") or []):
                 continue
             age = time.time() - float(info.get("renewed") or 0)
-            if age > LEASE_TTL_S or _dead_here(info):
+            if age > LEASE_TTL_S or procs.gone_from_here(info, socket.gethostname()):
                 continue
             info["age_s"] = round(age, 1)
             out.append(info)
@@ -278,19 +280,6 @@ class Lease:
             self.fs.rm(self.path)
         except Exception as exc:  # noqa: BLE001 - a stale lease expires by itself
             log.info("lease not removed; it expires by itself", extra={"error": str(exc)[:200]})
-
-
-def _dead_here(info: dict) -> bool:
-    """A lease of a process on this host that no longer exists (killed): stale at once."""
-    if info.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(info.get("pid")), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, TypeError, ValueError):
-        return False
-    return False
 
 
 def describe(info: dict) -> str:
@@ -352,7 +341,10 @@ class ShardSink:
                 name = part_name(self.attempt, self.seq, self.writer)
                 try:
                     data = rows_to_parquet(rows)
-                    await asyncio.to_thread(write_whole, self.fs, f"{self.dir}/{name}", data)
+                    if deadline is None:
+                        await asyncio.to_thread(write_whole, self.fs, f"{self.dir}/{name}", data)
+                    else:  # a final flush: within the budget, however long the client retries inside
+                        await call_within(deadline - self.clock(), write_whole, self.fs, f"{self.dir}/{name}", data)
                 except Exception as exc:  # noqa: BLE001 - storage errors are retried, rows kept
                     self.stats.write_failures += 1
                     log.warning("part write failed; rows kept, retrying",
@@ -384,51 +376,16 @@ class ShardSink:
             if self.due():
                 await self.flush()
 
-    async def write_success(self, total_cases: int, counts: dict, *, deadline: float | None = None) -> bool:
-        """The shard's commit manifest, written last, once every case has a final row; retried like parts."""
+    async def write_success(self, total_cases: int, counts: dict, *, deadline: float | None = None):
+        """The shard's commit manifest, written last, once every case has a final row; retried until
+        ``deadline`` (a ``clock`` time; default: ``markers.FINAL_WRITE_S`` from now)."""
         manifest = {
             "shard": self.shard, "parts": sorted(self.stats.parts), "rows": self.stats.rows_written,
             "cases": total_cases, "attempt": self.attempt, "writer": self.writer, "counts": counts,
             "schema": [f"{f.name}:{f.type}" for f in SCHEMA],
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
+        from .markers import put_retrying  # markers builds on this module
+
         return await put_retrying(self.fs, f"{self.dir}/{SUCCESS}", json.dumps(manifest, indent=1).encode(),
                                   what="shard _SUCCESS", deadline=deadline, clock=self.clock)
-
-
-async def put_retrying(fs: fsspec.AbstractFileSystem, path: str, data: bytes, *, what: str,
-                       deadline: float | None = None, clock: Callable[[], float] = time.monotonic,
-                       attempts: int = 8) -> bool:
-    """One whole-object write, retried with backoff (a 503 from a busy store is no reason to fail)."""
-    backoff = 0.25
-    for i in range(attempts):
-        try:
-            await asyncio.to_thread(write_whole, fs, path, data)
-            return True
-        except Exception as exc:  # noqa: BLE001 - retried; the last failure is reported by the caller
-            log.warning(f"{what} write failed; retrying", extra={"path": path, "attempt": i + 1,
-                                                                 "error": f"{type(exc).__name__}: {exc}"[:300]})
-            if i == attempts - 1 or (deadline is not None and clock() + backoff > deadline):
-                return False
-            await asyncio.sleep(backoff * (0.5 + random.random() / 2))
-            backoff = min(10.0, backoff * 2)
-    return False
-
-
-async def maybe_write_run_success(fs: fsspec.AbstractFileSystem, run_dir: str, shards: int, *, run: str,
-                                  namespace: str, uid: str, total_cases: int) -> bool:
-    """Write the run's ``_SUCCESS`` once every shard has its own; idempotent."""
-    manifests = []
-    for i in range(shards):
-        try:
-            manifests.append(json.loads(await asyncio.to_thread(fs.cat_file, f"{run_dir}/{shard_name(i)}/{SUCCESS}")))
-        except FileNotFoundError:
-            return False
-    counts: dict[str, int] = {}
-    for m in manifests:
-        for k, v in (m.get("counts") or {}).items():
-            counts[k] = counts.get(k, 0) + int(v)
-    body = {"run": run, "namespace": namespace, "uid": uid, "shards": shards, "cases": total_cases,
-            "rows": sum(m.get("rows", 0) for m in manifests), "counts": counts,
-            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat()}
-    return await put_retrying(fs, f"{run_dir}/{SUCCESS}", json.dumps(body, indent=1).encode(), what="run _SUCCESS")

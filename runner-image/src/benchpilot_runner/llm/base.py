@@ -11,6 +11,28 @@ CASE_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("ca
 
 
 @dataclass
+class QueueWait:
+    """Whether the current case is waiting in benchpilot's own queue (an endpoint's limiter), and since
+    when: set by the limiter, read by the scheduler when the case's deadline passes."""
+
+    limiter: object | None = None  # the EndpointLimiter it waits for (its describe() says why)
+    since: float | None = None  # monotonic; None while not waiting
+    waited_s: float = 0.0  # in all, this case
+
+    def waiting(self, limiter: object, now: float) -> None:
+        self.limiter, self.since = limiter, now
+
+    def done(self, now: float) -> None:
+        if self.since is not None:
+            self.waited_s += now - self.since
+        self.since = None
+
+
+# The current case's queue mark (set by the scheduler for each case).
+LIMITER_WAIT: contextvars.ContextVar[QueueWait | None] = contextvars.ContextVar("limiter_wait", default=None)
+
+
+@dataclass
 class ChatResult:
     message: dict  # the assistant message: {"role", "content", "tool_calls"?}
     prompt_tokens: int = 0

@@ -152,8 +152,6 @@ class OpenAIClient:
                 self.health.ok()
                 return result
             except LLMError as exc:
-                if is_throttled(exc) and self.limiter is not None:
-                    self.limiter.on_throttled()
                 decision = decide(exc, attempt, self.max_retries, throttled=throttled,
                                   remaining_s=deadline - self._clock())
                 if not decision.retry:
@@ -164,6 +162,23 @@ class OpenAIClient:
                     throttled += 1
                 else:
                     attempt += 1
+
+    async def _send(self, payload: dict) -> HTTPResponse:
+        """One request under the limiter (which hears what became of it) and the request timeout."""
+        limiter = self.limiter
+        if limiter is None:
+            async with asyncio.timeout(self.request_timeout_s):
+                return await self.transport(self.url, self._headers, payload)
+        async with limiter.slot():
+            ticket = limiter.sending()
+            resp = None
+            try:
+                async with asyncio.timeout(self.request_timeout_s):
+                    resp = await self.transport(self.url, self._headers, payload)
+            finally:
+                limiter.answered(ticket, resp.status if resp is not None else None,
+                                 resp.headers if resp is not None else None)
+            return resp
 
     async def _once(self, label: str, payload: dict) -> ChatResult:
         limiter = self.limiter
@@ -176,12 +191,7 @@ class OpenAIClient:
         result: ChatResult | None = None
         try:
             try:
-                if limiter is not None:
-                    async with limiter.slot(), asyncio.timeout(self.request_timeout_s):
-                        resp = await self.transport(self.url, self._headers, payload)
-                else:
-                    async with asyncio.timeout(self.request_timeout_s):
-                        resp = await self.transport(self.url, self._headers, payload)
+                resp = await self._send(payload)
             except TimeoutError:
                 code = "timeout"
                 raise LLMTimeout(f"no answer within {self.request_timeout_s:g}s") from None

@@ -1,7 +1,8 @@
 """The pure retry decision: which failures are worth another try, and how long to wait.
 
 Two budgets. Transient failures (5xx, connection errors, timeouts, malformed answers) are retried
-``max_retries`` times with exponential backoff and full jitter. A 429 is the provider asking us to
+``max_retries`` times with exponential backoff and full jitter; a request that timed out is retried
+at once (its timeout was the wait: a hung request must not cost a case twice). A 429 is the provider asking us to
 wait, not a failure: it is retried for as long as the case has time left (its deadline), waiting
 what the provider says (:func:`wait_from_headers`) or, when it says nothing, a backoff that grows
 to a minute, so a per-minute window always gets the chance to reopen.
@@ -44,7 +45,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def decide(exc: BaseException, attempt: int, max_retries: int, *, throttled: int = 0,
-           remaining_s: float | None = None, base_s: float = 0.5, rng: random.Random | None = None) -> RetryDecision:
+           remaining_s: float | None = None, base_s: float = 0.1, rng: random.Random | None = None) -> RetryDecision:
     """Whether to retry after a failure and how long to sleep first.
 
     ``attempt`` counts earlier non-429 failures of this request (0-based), ``throttled`` earlier 429s;
@@ -63,6 +64,8 @@ def decide(exc: BaseException, attempt: int, max_retries: int, *, throttled: int
         if attempt >= max_retries:
             return RetryDecision(False, 0.0, f"gave up after {attempt + 1} attempts")
         wait = min(MAX_BACKOFF_S, base_s * (2 ** attempt)) * (0.5 + 0.5 * r)
+        if isinstance(exc, LLMTimeout):
+            wait = 0.1 * r
         if hinted is not None:
             wait = max(wait, min(hinted, MAX_BACKOFF_S * 5))
     if remaining_s is not None and wait >= remaining_s:

@@ -32,7 +32,8 @@ FIRST_CASE = textwrap.dedent("""
         ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
         uptime = float(open("/proc/uptime").read().split()[0])
         return uptime - ticks / os.sysconf("SC_CLK_TCK")
-    from benchpilot_runner import spec as S
+    from benchpilot_runner.contract.cases import expand
+    from benchpilot_runner.contract.parse import parse_manifest
     from benchpilot_runner.suites.workflow import vocab as W
     from benchpilot_runner.resources import open_cache
     from benchpilot_runner.cases import CaseProgress, make_runner
@@ -42,8 +43,8 @@ FIRST_CASE = textwrap.dedent("""
            "spec": {"matrix": {"models": ["sim/b"], "promptTypes": ["optimal"], "taskTypes": ["data_pipeline"],
                                "difficulties": ["medium"], "instances": 1},
                     "simulation": {"sim/b": {"accuracy": 0.9, "latencySeconds": 0}}}}
-    spec = S.parse_manifest(doc)
-    row = asyncio.run(make_runner(spec, retrieval=Retrieval(cache)).run(S.expand(spec.matrix)[0], CaseProgress()))
+    spec = parse_manifest(doc)
+    row = asyncio.run(make_runner(spec, retrieval=Retrieval(cache)).run(expand(spec.matrix)[0], CaseProgress()))
     assert not cache.encoder_loaded
     print(round(since_start(), 4), row["status"])
 """)

@@ -34,7 +34,7 @@ import numpy as np
 
 from benchpilot_runner.report import compare, groups
 from benchpilot_runner.report.frame import Frame
-from benchpilot_runner.spec import STATUSES
+from benchpilot_runner.contract.outcomes import STATUSES
 from benchpilot_runner.stats.power import DISCORDANCE, detectable_difference
 from benchpilot_runner.stats.paired import mcnemar_exact
 

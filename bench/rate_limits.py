@@ -71,7 +71,7 @@ def rows_of(out: Path) -> list[dict]:
 def goodput_run(server, tmp: Path, name: str) -> dict:
     import yaml
 
-    from benchpilot_runner.spec import FINAL_STATUSES
+    from benchpilot_runner.contract.outcomes import FINAL_STATUSES
 
     fake = server.fake
     if GOODPUT[name]:
@@ -121,9 +121,9 @@ def pods_manifest(base_url: str, rpm: float, cases: int, name: str) -> dict:
 def pods_run(server, tmp: Path, *, name: str, prefix: str, rpm: float, cases: int, limit_rps: float,
              window_s: float) -> dict:
     from benchpilot_operator.shares import allocate
-    from benchpilot_runner import spec as S
+    from benchpilot_runner.contract.parse import parse_manifest
 
-    spec = S.parse_manifest(pods_manifest(server.url(prefix), rpm, cases, name))
+    spec = parse_manifest(pods_manifest(server.url(prefix), rpm, cases, name))
     spec_path = tmp / f"{name}.json"
     doc = spec.to_resolved()
     doc["spec"]["output"]["uri"] = str(tmp / name)

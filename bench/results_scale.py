@@ -10,7 +10,7 @@ peak RSS is its own:
                                                                    goal: <= 3 s, <= 500 MB
   report --html          the same, written as the HTML page        goal: <= 20 MB
   report, 0.1            every row to a dict, dedupe and group in Python
-  resume state           sink.read_state: final case ids + attempt counts  (what a restarted run keeps)
+  resume state           results.resume.read_state: final case ids + attempt counts  (what a restarted run keeps)
   the page in Chromium   load time of the HTML (Navigation Timing)  goal: <= 3 s
 
 Prints seconds and peak RSS for each, and the ratios. Not a test: figures, measured here.
@@ -63,7 +63,7 @@ def write_rows(folder: str, rows: int, per_part: int = 5000) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from benchpilot_runner.sink import SCHEMA
+    from benchpilot_runner.results.rows import SCHEMA
 
     rng = np.random.default_rng(7)
     c = _cases(rows, rng)
@@ -105,8 +105,12 @@ def baseline_module(folder: str) -> str:
     """The report module of BASELINE_COMMIT, importable as ``report_before`` from ``folder``."""
     text = subprocess.run(["git", "show", f"{BASELINE_COMMIT}:runner-image/src/benchpilot_runner/report.py"],
                           cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    text = text.replace("from .sink import", "from benchpilot_runner.sink import").replace(
-        "from .spec import", "from benchpilot_runner.spec import")
+    # the modules it imported have moved since: point its imports at where the same names live now
+    text = text.replace("from .sink import PART_RE, list_parts, open_uri, read_part",
+                        "from benchpilot_runner.contract.layout import PART_RE\n"
+                        "from benchpilot_runner.results.rows import list_parts, read_part\n"
+                        "from benchpilot_runner.results.store import open_uri").replace(
+        "from .spec import", "from benchpilot_runner.contract.outcomes import")
     with open(os.path.join(folder, "report_before.py"), "w") as fh:
         fh.write(text)
     return folder
@@ -152,9 +156,9 @@ out = {"cases": len(best), "final": sum(1 for r in best.values() if r["status"] 
        "dropped": len(raw) - len(best)}
 """,
     "resume": """
-from benchpilot_runner import sink
+from benchpilot_runner.results.resume import read_state
 import fsspec
-st = sink.read_state(fsspec.filesystem("file"), FOLDER, recursive=True)
+st = read_state(fsspec.filesystem("file"), FOLDER, recursive=True)
 out = {"cases": len(st.done), "final": len(st.done), "dropped": len(st.tries)}
 """,
 }

@@ -39,14 +39,15 @@ def rss_kb() -> int:
 async def child(concurrency: int, base_url: str) -> dict:
     import fsspec
 
-    from benchpilot_runner import spec as S
+    from benchpilot_runner.contract.cases import expand
+    from benchpilot_runner.contract.parse import parse_manifest
 
     from benchpilot_runner.suites.workflow import vocab as W
     from benchpilot_runner.health import Heartbeat
     from benchpilot_runner.metrics import RunnerMetrics
     from benchpilot_runner.models import build_clients
-    from benchpilot_runner.scheduler import ShardScheduler
-    from benchpilot_runner.sink import ShardSink
+    from benchpilot_runner.scheduler import Context, ShardScheduler
+    from benchpilot_runner.results.sink import ShardSink
     from benchpilot_runner.cases import make_runner
 
     n_cases = concurrency * (ROUNDS + 1)  # one untimed warm-up round opens the connection pool
@@ -58,14 +59,14 @@ async def child(concurrency: int, base_url: str) -> dict:
                     "endpoint": {"baseURL": base_url, "qps": 100000, "requestTimeoutSeconds": 30, "maxRetries": 0},
                     "sharding": {"shards": 1, "concurrencyPerShard": concurrency},
                     "output": {"flushEveryRows": 100000, "flushEverySeconds": 3600}}}
-    spec = S.parse_manifest(doc)
-    cases = S.expand(spec.matrix)[:n_cases]
+    spec = parse_manifest(doc)
+    cases = expand(spec.matrix)[:n_cases]
     metrics = RunnerMetrics()
     hb = Heartbeat(120)
     endpoints = build_clients(spec, metrics, hb, concurrency=concurrency)
     runner = make_runner(spec, endpoints=endpoints, on_progress=hb.beat)
     sink = ShardSink(fsspec.filesystem("memory"), "/bench", 0, flush_rows=10**6, flush_s=10**6)
-    sched = ShardScheduler(spec, 0, runner, sink, concurrency=concurrency, metrics=metrics, heartbeat=hb)
+    sched = ShardScheduler(Context(spec, runner, metrics, hb), 0, sink, concurrency=concurrency)
     base_rss = rss_kb()
     peak = [base_rss]
 

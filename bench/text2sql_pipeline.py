@@ -59,7 +59,8 @@ def peak_rss_mib() -> float:
 
 
 def spec_for(questions: int, latency: float, concurrency: int):
-    from benchpilot_runner import spec as S
+    from benchpilot_runner.contract.cases import iter_cases
+    from benchpilot_runner.contract.parse import parse_manifest
     from benchpilot_runner.suites.text2sql import vocab
 
     cells = len(vocab.TASK_TYPES) * len(vocab.DIFFICULTIES)
@@ -69,8 +70,8 @@ def spec_for(questions: int, latency: float, concurrency: int):
                     "simulation": {"sim/bench": {"accuracy": 0.7, "latencySeconds": latency}},
                     "sharding": {"shards": 1, "concurrencyPerShard": concurrency},
                     "output": {"flushEveryRows": 10**6, "flushEverySeconds": 3600}}}
-    spec = S.parse_manifest(doc)
-    return spec, list(S.iter_cases(spec.matrix))[:questions]
+    spec = parse_manifest(doc)
+    return spec, list(iter_cases(spec.matrix))[:questions]
 
 
 # ----------------------------------------------------------------------------- (a) the naive shape
@@ -170,8 +171,8 @@ async def benchpilot(questions: int, latency: float, concurrency: int, cache_dir
     from benchpilot_runner.health import Heartbeat
     from benchpilot_runner.metrics import RunnerMetrics
     from benchpilot_runner.resources import open_cache
-    from benchpilot_runner.scheduler import ShardScheduler
-    from benchpilot_runner.sink import ShardSink
+    from benchpilot_runner.scheduler import Context, ShardScheduler
+    from benchpilot_runner.results.sink import ShardSink
     from benchpilot_runner.suites.base import Retrieval
 
     if encoder == "torch":
@@ -184,8 +185,7 @@ async def benchpilot(questions: int, latency: float, concurrency: int, cache_dir
     runner.suite.dataset.schema("retail")  # the first schema's introspection: start-up, as the encoder's load
     await cache.embed_async("warm-up: load the encoder once")
     sink = ShardSink(fsspec.filesystem("memory"), f"/bench-{concurrency}", 0, flush_rows=10**6, flush_s=10**6)
-    sched = ShardScheduler(spec, 0, runner, sink, concurrency=concurrency, metrics=RunnerMetrics(),
-                           heartbeat=Heartbeat(600))
+    sched = ShardScheduler(Context(spec, runner, RunnerMetrics(), Heartbeat(600)), 0, sink, concurrency=concurrency)
     t0 = time.monotonic()
     n = await sched.run(cases, asyncio.Event())
     wall = time.monotonic() - t0

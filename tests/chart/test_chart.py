@@ -139,13 +139,13 @@ def test_values_schema_rejects_bad_values():
 
 
 def test_values_memory_defaults_are_the_shared_constants():
-    """The memory formula's defaults are defined once (benchpilot_runner.spec); the chart must agree."""
+    """The memory formula's defaults are defined once (benchpilot_runner.contract.sizing); the chart must agree."""
     from benchpilot_operator.config import OperatorConfig
-    from benchpilot_runner import spec as S
+    from benchpilot_runner.contract.sizing import BASE_MIB, HEADROOM_MIN_MIB, HEADROOM_RATIO, LIMIT_FACTOR
 
     runner = yaml.safe_load((CHART / "values.yaml").read_text())["runner"]
     assert (runner["baseMiB"], runner["headroomRatio"], runner["headroomMinMiB"], runner["limitFactor"]) == (
-        S.BASE_MIB, S.HEADROOM_RATIO, S.HEADROOM_MIN_MIB, S.LIMIT_FACTOR)
+        BASE_MIB, HEADROOM_RATIO, HEADROOM_MIN_MIB, LIMIT_FACTOR)
     cfg = OperatorConfig()
     assert (cfg.memory.base_mib, cfg.memory.headroom_ratio, cfg.memory.headroom_min_mib, cfg.memory.limit_factor) == (
-        S.BASE_MIB, S.HEADROOM_RATIO, S.HEADROOM_MIN_MIB, S.LIMIT_FACTOR)
+        BASE_MIB, HEADROOM_RATIO, HEADROOM_MIN_MIB, LIMIT_FACTOR)

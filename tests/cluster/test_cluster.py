@@ -380,9 +380,9 @@ def test_the_text2sql_example_through_the_real_control_plane(installed, operator
     st = cp.wait_for(lambda: (s := status(cp, ns, "text2sql")).get("phase") == "Succeeded" and s, 90,
                      "text2sql Succeeded")
     from benchpilot_runner import report
-    from benchpilot_runner import spec as S
+    from benchpilot_runner.contract.parse import parse_manifest
 
-    total = S.parse_manifest(doc).total_cases
+    total = parse_manifest(doc).total_cases
     assert st["cases"]["completed"] == st["cases"]["total"] == total
     summary = report.summarize(report.load(str(tmp_path / "out")))
     assert summary["total"] == summary["distinct_case_ids"] == summary["final"] == total

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from benchpilot_runner import procs
-from benchpilot_runner import spec as S
+from benchpilot_runner.contract.outcomes import ExitCode
 from tests.helpers import BENCHPILOT, ROOT, manifest, run_cli, wait_for, write_manifest
 from tests.servers.s3_faults import S3FaultProxy
 
@@ -67,7 +67,7 @@ def test_a_bad_final_write_budget_is_refused_before_any_case(tmp_path):
     out = tmp_path / "out"
     done = run_cli("run", str(path), "--output", str(out), "--no-progress",
                    env={"BENCHPILOT_FINAL_WRITE_SECONDS": "soon"})
-    assert done.returncode == S.CONFIG_ERROR_EXIT
+    assert done.returncode == int(ExitCode.CONFIG_ERROR)
     assert "BENCHPILOT_FINAL_WRITE_SECONDS" in done.stderr and "'soon'" in done.stderr
     assert not list(out.rglob("part-*.parquet"))
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchpilot_runner import manifest as L
-from benchpilot_runner import spec as S
+from benchpilot_runner.contract.cases import expand
 from tests.bad_manifests import BAD, IDS
 from tests.helpers import BENCHPILOT, EXAMPLES, ROOT, manifest, run_cli, wait_for, write_manifest
 
@@ -99,7 +99,7 @@ def test_interrupted_sweep_resumes_exactly_once(tmp_path, sig):
     assert f"{total - len(before)} cases run now, {len(before)} were already done" in again.stderr
     after = ids_in(parts_under(out))
     assert Counter(after).most_common(1)[0][1] == 1, "no case id written twice"
-    assert set(after) == {c.case_id for c in S.expand(L.load_manifest(str(path)).matrix)}
+    assert set(after) == {c.case_id for c in expand(L.load_manifest(str(path)).matrix)}
     # the second run wrote only new parts (attempt 2) and never a case that attempt 1 had written
     second = [p for p in parts_under(out) if p.name.startswith("part-00002-")]
     assert second and not set(ids_in(second)) & set(before)

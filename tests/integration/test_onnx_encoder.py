@@ -14,7 +14,7 @@ import pytest
 
 from benchpilot_runner.cache import load_encoder, text_key
 from benchpilot_runner.resources import Cache, CacheError
-from benchpilot_runner.spec import find_suite
+from benchpilot_runner.contract.registry import find_suite
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from benchpilot_runner import spec as S
+from benchpilot_runner.contract.cases import expand
+from benchpilot_runner.contract.outcomes import ExitCode, FINAL_STATUSES
+from benchpilot_runner.contract.parse import parse_manifest
 
 from benchpilot_runner.suites.workflow import vocab as W
 from tests.helpers import BENCHPILOT, ROOT, manifest, run_cli, wait_for, write_manifest
@@ -45,10 +47,10 @@ def llm_doc(tmp_path: Path, base_url: str, model: str, *, name: str, instances: 
 def test_endpoint_down_stops_early_then_a_rerun_retries_only_what_is_missing(tmp_path, fake_llm):
     dead = f"http://127.0.0.1:{free_port()}/v1"
     path = llm_doc(tmp_path, dead, "follow", name="down", instances=30)  # 60 LLM cases + 60 simulated
-    spec = S.parse_manifest(__import__("yaml").safe_load(path.read_text()))
+    spec = parse_manifest(__import__("yaml").safe_load(path.read_text()))
     out = tmp_path / "out"
     first = run_cli("run", str(path), "--output", str(out), "--no-progress", env={"BENCHPILOT_API_KEY": ""})
-    assert first.returncode == S.INCOMPLETE_EXIT, first.stderr[-2000:]
+    assert first.returncode == int(ExitCode.INCOMPLETE), first.stderr[-2000:]
     assert "never answered" in first.stderr and "cases not run" in first.stderr
     assert "no API key" in first.stderr, "a missing key variable is warned about"
     rows = rows_under(out)
@@ -66,9 +68,9 @@ def test_endpoint_down_stops_early_then_a_rerun_retries_only_what_is_missing(tmp
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"{60} cases run now, {60} were already done" in again.stderr
     rows = rows_under(out)
-    final = [r for r in rows if r["status"] in S.FINAL_STATUSES]
+    final = [r for r in rows if r["status"] in FINAL_STATUSES]
     assert Counter(r["case_id"] for r in final).most_common(1)[0][1] == 1, "one final row per case"
-    assert {r["case_id"] for r in final} == {c.case_id for c in S.expand(spec.matrix)}
+    assert {r["case_id"] for r in final} == {c.case_id for c in expand(spec.matrix)}
     retried = {r["case_id"] for r in llm_rows}
     assert {r["attempt"] for r in final if r["case_id"] in retried} == {2}, "the retry is attempt 2"
     assert (next(out.glob("default/down/*")) / "_SUCCESS").exists()
@@ -85,7 +87,7 @@ def test_a_gateways_429_window_is_waited_out(tmp_path, fake_llm):
     assert done.returncode == 0, done.stderr[-2000:]
     assert time.monotonic() - t0 >= 5
     rows = rows_under(out)
-    assert {r["status"] for r in rows} <= set(S.FINAL_STATUSES)
+    assert {r["status"] for r in rows} <= set(FINAL_STATUSES)
     assert fake_llm.fake.requests["window-5"] < 60, "waited as told, did not hammer the gateway"
 
 
@@ -131,7 +133,7 @@ def test_a_second_writer_is_refused_and_no_row_is_lost(tmp_path):
     assert second.returncode == 2 and "another writer" in second.stderr, second.stderr[-1500:]
     assert first.returncode == 0, err[-1500:]
     ids = Counter(r["case_id"] for r in rows_under(out))
-    assert len(ids) == S.parse_manifest(doc).total_cases and max(ids.values()) == 1
+    assert len(ids) == parse_manifest(doc).total_cases and max(ids.values()) == 1
     assert not list(out.rglob("_writers/*.json")), "a clean exit releases its lease"
 
 
@@ -142,7 +144,7 @@ def test_a_750000_case_matrix_starts_at_once_and_stops_at_once(tmp_path):
     doc["spec"]["matrix"] = {"models": ["sim/oracle", "sim/strong", "sim/medium", "sim/weak", "sim/random"],
                              "promptTypes": list(W.PROMPT_TYPES), "difficulties": list(W.DIFFICULTIES),
                              "taskTypes": list(W.TASK_TYPES), "instances": 1000}
-    assert S.parse_manifest(doc).total_cases == 750_000
+    assert parse_manifest(doc).total_cases == 750_000
     path = write_manifest(tmp_path / "huge.yaml", doc)
     out = tmp_path / "out"
     proc = subprocess.Popen([*BENCHPILOT, "run", str(path), "--output", str(out), "--no-progress"], cwd=ROOT,
@@ -172,7 +174,7 @@ def test_report_never_merges_results_of_different_settings(tmp_path):
         assert run_cli("run", str(path), "--output", str(out), "--no-progress").returncode == 0
     summary = json.loads(run_cli("report", str(out), "--format", "json").stdout)
     assert summary["warning"] and len(summary["result_sets"]) == 2
-    n = S.parse_manifest(manifest()).total_cases
+    n = parse_manifest(manifest()).total_cases
     assert summary["total"] == 2 * n and all(s["cases"] == n for s in summary["result_sets"])
     assert {g["uid"] for g in summary["by_model_prompt_type"]} == {s["uid"] for s in summary["result_sets"]}
     table = run_cli("report", str(out))
@@ -203,5 +205,5 @@ def test_malformed_answers_are_retried_never_stored_as_exceptions(tmp_path, fake
     done = run_cli("run", str(path), "--output", str(out), "--no-progress")
     assert done.returncode == 0, done.stderr[-2000:]
     rows = rows_under(out)
-    assert {r["status"] for r in rows} <= set(S.FINAL_STATUSES)
+    assert {r["status"] for r in rows} <= set(FINAL_STATUSES)
     assert not any(word in json.dumps(rows, default=str) for word in ("AttributeError", "ValueError", "TypeError"))

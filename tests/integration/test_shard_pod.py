@@ -18,8 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchpilot_runner import manifest as L
-from benchpilot_runner import sink as S_
-from benchpilot_runner import spec as S
+from benchpilot_runner.contract import layout as S_
+from benchpilot_runner.contract.cases import expand, shard_cases
+from benchpilot_runner.contract.outcomes import ExitCode
+from benchpilot_runner.contract.parse import parse_manifest
 from benchpilot_runner.suites.workflow import vocab as W
 from tests.helpers import BENCHPILOT, ROOT, manifest, run_cli, wait_for
 from tests.servers.fake_llm import EXPECTED_KEY
@@ -33,7 +35,7 @@ class Shard:
 
     def __init__(self, tmp: Path, doc: dict, *, shard: int = 0, env: dict | None = None):
         doc.setdefault("metadata", {})["uid"] = doc["metadata"].get("uid") or str(uuid.uuid4())
-        self.spec = S.parse_manifest(doc)
+        self.spec = parse_manifest(doc)
         self.path = tmp / f"run-{uuid.uuid4().hex[:6]}.json"
         self.path.write_text(json.dumps(self.spec.to_resolved()))
         self.port = free_port()
@@ -116,7 +118,7 @@ def test_shard_writes_parts_and_manifests_to_s3(tmp_path, moto_s3):
         code, err = sh.run()
         assert code == 0, err[-3000:]
         rows = [r for part in read_parts(fs, sh.shard_dir).values() for r in part]
-        expected = {c.case_id for c in S.shard_cases(sh.spec.matrix, shard, 2)}
+        expected = {c.case_id for c in shard_cases(sh.spec.matrix, shard, 2)}
         assert {r["case_id"] for r in rows} == expected and len(rows) == len(expected)
         assert {r["shard"] for r in rows} == {shard} and {r["attempt"] for r in rows} == {1}
         manifest_ = json.loads(fs.cat_file(f"{sh.shard_dir}/_SUCCESS"))
@@ -156,7 +158,7 @@ def test_sigkill_at_20_random_moments_loses_and_repeats_nothing(tmp_path, moto_s
     assert code == 0, err[-3000:]
     parts = read_parts(fs, sh.shard_dir)
     ids = Counter(r["case_id"] for rows in parts.values() for r in rows)
-    assert set(ids) == {c.case_id for c in S.expand(sh.spec.matrix)}
+    assert set(ids) == {c.case_id for c in expand(sh.spec.matrix)}
     assert max(ids.values()) == 1
     attempts = {S_.PART_RE.match(p.rsplit("/", 1)[-1]).group(1) for p in parts}
     assert len(attempts) > 5, "parts of many attempts, each attempt numbered apart"
@@ -191,7 +193,7 @@ def test_s3_refusing_writes_for_30s_loses_no_row(tmp_path, seaweedfs):
     assert "part write failed; rows kept, retrying" in err
     rows = [r for part in read_parts(fs, sh.shard_dir).values() for r in part]
     ids = Counter(r["case_id"] for r in rows)
-    assert set(ids) == {c.case_id for c in S.expand(sh.spec.matrix)} and max(ids.values()) == 1
+    assert set(ids) == {c.case_id for c in expand(sh.spec.matrix)} and max(ids.values()) == 1
 
 
 def openai_doc(tmp_path: Path, fake_llm, model: str, **spec) -> dict:
@@ -218,7 +220,7 @@ def test_server_that_never_answers_ends_in_timeouts(tmp_path, fake_llm):
     sh = Shard(tmp_path, doc)
     t0 = time.monotonic()
     code, err = sh.run(timeout=60)
-    assert code == S.INCOMPLETE_EXIT, err[-3000:]  # timeouts are not results: the Job's next pod retries them
+    assert code == int(ExitCode.INCOMPLETE), err[-3000:]  # timeouts are not results: the Job's next pod retries them
     assert "ended without a final outcome" in err
     rows = local_rows(sh)
     assert len(rows) == sh.spec.total_cases
@@ -246,7 +248,7 @@ def test_persistent_garbage_becomes_error_rows(tmp_path, fake_llm):
     before = fake_llm.fake.requests["garbage"]
     sh = Shard(tmp_path, openai_doc(tmp_path, fake_llm, "garbage"))
     code, err = sh.run(timeout=90)
-    assert code == S.INCOMPLETE_EXIT, err[-3000:]
+    assert code == int(ExitCode.INCOMPLETE), err[-3000:]
     rows = local_rows(sh)
     assert {r["status"] for r in rows} == {"error"} and {r["error_type"] for r in rows} == {"bad_response"}
     assert fake_llm.fake.requests["garbage"] - before == len(rows) * 3, "1 try + maxRetries 2, per case"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from benchpilot_runner import spec as S
+from benchpilot_runner.contract.outcomes import ExitCode, FINAL_STATUSES
+from benchpilot_runner.contract.parse import parse_manifest
 from tests.helpers import manifest, run_cli, write_manifest
 
 pytestmark = pytest.mark.slow
@@ -39,8 +40,8 @@ def test_random_429s_do_not_starve_the_run(tmp_path, fake_llm):
     done = run_cli("run", str(path), "--output", str(out), "--no-progress", env={"BENCHPILOT_API_KEY": ""})
     assert done.returncode == 0, done.stderr[-2000:]
     rows = rows_under(out)
-    total = S.parse_manifest(__import__("yaml").safe_load(path.read_text())).total_cases
-    assert len(rows) == total and {r["status"] for r in rows} <= set(S.FINAL_STATUSES)
+    total = parse_manifest(__import__("yaml").safe_load(path.read_text())).total_cases
+    assert len(rows) == total and {r["status"] for r in rows} <= set(FINAL_STATUSES)
     assert fake_llm.fake.throttled["random429"] >= 5, "the server did throttle"
     assert fake_llm.fake.throttling.answered[("random429", "throttle")] == fake_llm.fake.throttled["random429"]
 
@@ -53,7 +54,7 @@ def test_a_stated_limit_is_kept_without_a_429(tmp_path, fake_llm):
     out = tmp_path / "out"
     done = run_cli("run", str(path), "--output", str(out), "--no-progress", env={"BENCHPILOT_API_KEY": ""})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert {r["status"] for r in rows_under(out)} <= set(S.FINAL_STATUSES)
+    assert {r["status"] for r in rows_under(out)} <= set(FINAL_STATUSES)
     assert fake_llm.fake.throttling.answered[("stated600", None)] >= 32
     assert fake_llm.fake.throttled["stated600"] == 0
 
@@ -64,7 +65,7 @@ def test_a_deadline_passed_in_our_own_queue_says_so(tmp_path, fake_llm):
     path = doc_for(tmp_path, fake_llm.url("queued"), "queued", endpoint={"qps": 0.5}, case_timeout=3)
     out = tmp_path / "out"
     done = run_cli("run", str(path), "--output", str(out), "--no-progress", env={"BENCHPILOT_API_KEY": ""})
-    assert done.returncode == S.INCOMPLETE_EXIT, done.stderr[-2000:]
+    assert done.returncode == int(ExitCode.INCOMPLETE), done.stderr[-2000:]
     rows = rows_under(out)
     kinds = Counter((r["status"], r["error_type"]) for r in rows)
     # nearly every case's deadline passes while it waits for the limiter; one in flight at that moment

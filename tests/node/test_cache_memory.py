@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benchpilot_runner.spec import BASE_MIB, memory_request_mib
+from benchpilot_runner.contract.sizing import BASE_MIB, memory_request_mib
 from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchpilot_runner import spec as S
+from benchpilot_runner.contract.parse import parse_manifest
 from tests.node.runs import terminated
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -19,7 +19,7 @@ def test_the_quickstart_and_text2sql_examples_succeed_in_real_pods(runs, node):
     docs = [runs.apply(runs.doc("quickstart", "quickstart.yaml")), runs.apply(runs.doc("text2sql", "text2sql.yaml"))]
     for doc in docs:
         name = doc["metadata"]["name"]
-        total = S.parse_manifest(doc).total_cases
+        total = parse_manifest(doc).total_cases
         st = runs.wait_phase(name, "Succeeded", 600)
         assert st["cases"]["completed"] == st["cases"]["total"] == total, st["cases"]
         rows = runs.rows(name)

@@ -9,7 +9,8 @@ import uuid
 
 import pytest
 
-from benchpilot_runner import spec as S
+from benchpilot_runner.contract.parse import parse_manifest
+from benchpilot_runner.contract.resolved import from_resolved
 from tests.helpers import BENCHPILOT, ROOT, manifest, pod_env
 from tests.bad_manifests import BAD
 from tests.helpers import eventually
@@ -95,7 +96,7 @@ async def test_run_becomes_sized_jobs_and_succeeds(cluster):
         (cm,) = [c for c in await cluster.configmaps(ns) if c["metadata"]["name"] == "sweep-spec"]
         resolved = json.loads(cm["data"]["run.json"])
         assert resolved["metadata"]["uid"] == uid and resolved["spec"]["sharding"]["shards"] == 3
-        assert S.from_resolved(resolved).total_cases == st["cases"]["total"] == S.parse_manifest(doc).total_cases
+        assert from_resolved(resolved).total_cases == st["cases"]["total"] == parse_manifest(doc).total_cases
 
         pods = [await cluster.start_pod(j) for j in jobs]
         await status_of(cluster, ns, "sweep", phase="Running")
@@ -348,7 +349,7 @@ async def test_progress_is_scraped_from_real_runner_pods(cluster, tmp_path):
             procs.append(subprocess.Popen([*BENCHPILOT, "shard"], env={**os.environ, **env}, cwd=ROOT,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
             await cluster.start_pod(job, port=port)
-        total = S.parse_manifest(doc).total_cases
+        total = parse_manifest(doc).total_cases
 
         async def partway():
             st = (await cluster.run(ns, "live")).get("status") or {}
@@ -379,7 +380,7 @@ async def test_the_text2sql_example_runs_through_the_operator(cluster, tmp_path)
     doc = yaml.safe_load((EXAMPLES / "text2sql.yaml").read_text())
     doc["metadata"]["namespace"] = ns
     doc["spec"]["output"]["uri"] = f"file://{tmp_path}/out"
-    total = S.parse_manifest(doc).total_cases
+    total = parse_manifest(doc).total_cases
     async with operator(cluster.url):
         await cluster.apply_run(doc)
         jobs = await jobs_count(cluster, ns, "text2sql", doc["spec"]["sharding"]["shards"])

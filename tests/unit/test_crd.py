@@ -16,7 +16,8 @@ import jsonschema
 import pytest
 import yaml
 
-from benchpilot_runner import spec as S
+from benchpilot_runner.contract.fields import SpecError
+from benchpilot_runner.contract.parse import parse_manifest
 
 from tests.bad_manifests import BAD, IDS
 from tests.helpers import EXAMPLES, ROOT, manifest
@@ -124,12 +125,12 @@ def test_schema_is_structural_and_complete():
 def test_examples_are_admitted(path: Path):
     doc = yaml.safe_load(path.read_text())
     assert admit(doc) == []
-    S.parse_manifest(doc)
+    parse_manifest(doc)
 
 
 def test_defaults_match_the_runner():
     doc = apply_defaults(SCHEMA, manifest())
-    spec = S.parse_manifest(manifest())
+    spec = parse_manifest(manifest())
     sp = doc["spec"]
     assert sp["sharding"]["maxParallelShards"] == spec.sharding.max_parallel_shards
     assert sp["failurePolicy"] == spec.failure_policy and sp["suite"] == spec.suite
@@ -139,8 +140,8 @@ def test_defaults_match_the_runner():
         doc = copy.deepcopy(minimal)
         doc["spec"].update(suite=suite, matrix={"models": ["sim/weak"], "promptTypes": [prompt]})
         defaulted = apply_defaults(SCHEMA, copy.deepcopy(doc))
-        s = S.parse_manifest(doc)
-        assert S.parse_manifest(defaulted) == s, suite  # the API server's defaults change nothing
+        s = parse_manifest(doc)
+        assert parse_manifest(defaulted) == s, suite  # the API server's defaults change nothing
         assert defaulted["spec"]["matrix"]["instances"] == s.matrix.instances
         assert defaulted["spec"]["sharding"]["shards"] == s.sharding.shards
 
@@ -152,8 +153,8 @@ def test_bad_manifests_the_crd_refuses_and_those_only_the_parser_can(bad):
     doc = manifest()
     bad.change(doc)
     assert bool(admit(doc)) == (bad.crd is not None), admit(doc)
-    with pytest.raises(S.SpecError):
-        S.parse_manifest(doc)
+    with pytest.raises(SpecError):
+        parse_manifest(doc)
 
 
 def test_matrix_shards_and_output_are_immutable_but_suspend_is_not():

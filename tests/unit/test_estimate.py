@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from benchpilot_runner.contract import estimate as E
-from benchpilot_runner import spec as S
+from benchpilot_runner.contract.parse import parse_manifest
+from benchpilot_runner.contract.types import RunSpec
 from tests.helpers import manifest
 
 
-def spec(**over) -> S.RunSpec:
+def spec(**over) -> RunSpec:
     doc = manifest(endpoints=[{"name": "api", "baseURL": "http://a/v1",
                                "limits": {"requestsPerMinute": 500, "tokensPerMinute": 1_000_000}}],
                    estimate={"expectedTokensPerCase": 2000, "expectedRequestsPerCase": 4}, **over)
@@ -17,7 +18,7 @@ def spec(**over) -> S.RunSpec:
                                          "price": {"inputPerMillionTokens": 1, "outputPerMillionTokens": 4}},
                                         "sim/weak"],
                              "promptTypes": ["baseline"], "taskTypes": ["simple_task"], "instances": 10000}
-    return S.parse_manifest(doc)
+    return parse_manifest(doc)
 
 
 def test_the_limits_bound_the_wall_time():
@@ -35,6 +36,6 @@ def test_the_limits_bound_the_wall_time():
 def test_budget_warning_and_no_inputs():
     s = spec(budget={"maxCostUSD": 5})
     assert "above budget" in E.estimate(s, E.from_spec(s), source="x")["warning"]
-    bare = S.parse_manifest(manifest())
+    bare = parse_manifest(manifest())
     est = E.estimate(bare, E.from_spec(bare), source="spec.estimate")
     assert "note" in est and est["cases"] == bare.total_cases and est["memoryPerPodMiB"] > 0

@@ -19,19 +19,21 @@ import yaml
 
 from benchpilot_runner import cli
 from benchpilot_runner import manifest as L
-from benchpilot_runner import spec as S
-from benchpilot_runner.pod import pod_config
+from benchpilot_runner.contract.fields import SpecError
+from benchpilot_runner.contract.parse import parse_manifest
+from benchpilot_runner.contract.resolved import from_resolved
+from benchpilot_runner.contract.podenv import PodEnv
 from tests.helpers import manifest
 
 MAX_MESSAGE = 600
 
 
-def refused(doc_or_text, field: str | None = None, word: str | None = None) -> S.SpecError:
-    with pytest.raises(S.SpecError) as err:
+def refused(doc_or_text, field: str | None = None, word: str | None = None) -> SpecError:
+    with pytest.raises(SpecError) as err:
         if isinstance(doc_or_text, (str, bytes)):
             L.load_manifest_text(doc_or_text, source="m.yaml")
         else:
-            S.parse_manifest(doc_or_text)
+            parse_manifest(doc_or_text)
     msg = str(err.value)
     assert len(msg) < MAX_MESSAGE, msg[:200]
     if field:
@@ -138,26 +140,38 @@ def test_billion_laughs_is_refused_fast_and_small():
      "spec.endpoints[0].limits.requestsPerMinute"),
 ])
 def test_the_resolved_spec_goes_through_the_same_parser(change, field):
-    spec = S.parse_manifest(manifest(endpoint={"baseURL": "http://llm/v1", "qps": 2},
+    spec = parse_manifest(manifest(endpoint={"baseURL": "http://llm/v1", "qps": 2},
                                      matrix={"models": ["openai/m", "sim/weak"], "promptTypes": ["baseline"],
                                              "instances": 2}))
     resolved = json.loads(json.dumps(spec.to_resolved()))
-    assert S.from_resolved(resolved) == spec
+    assert from_resolved(resolved) == spec
     change(resolved)
     refused(resolved, field)
 
 
 def test_env_of_a_pod_is_validated():
     base = {"BENCHPILOT_SHARD": "0", "BENCHPILOT_SHARDS": "2"}
-    assert pod_config(base).health_port == 8080
+    assert PodEnv.from_env(base).health_port == 8080
     for env, field in [({"BENCHPILOT_HEALTH_PORT": "99999"}, "env BENCHPILOT_HEALTH_PORT"),
                        ({"BENCHPILOT_HEALTH_PORT": "http"}, "env BENCHPILOT_HEALTH_PORT"),
                        ({"BENCHPILOT_SHARD": "5"}, "env BENCHPILOT_SHARD"),
                        ({"BENCHPILOT_SHARDS": "-1"}, "env BENCHPILOT_SHARDS"),
-                       ({"BENCHPILOT_CONCURRENCY": "0"}, "env BENCHPILOT_CONCURRENCY")]:
-        with pytest.raises(S.SpecError) as err:
-            pod_config({**base, **env})
+                       ({"BENCHPILOT_CONCURRENCY": "0"}, "env BENCHPILOT_CONCURRENCY"),
+                       ({"BENCHPILOT_LIMIT_SHARE": "1.5"}, "env BENCHPILOT_LIMIT_SHARE"),
+                       ({"BENCHPILOT_MEMORY_REQUEST_BYTES": "lots"}, "env BENCHPILOT_MEMORY_REQUEST_BYTES")]:
+        with pytest.raises(SpecError) as err:
+            PodEnv.from_env({**base, **env})
         assert err.value.path == field
+
+
+def test_what_the_operator_writes_the_pod_reads_back():
+    """PodEnv is the only place the pod's variable names exist: to_env and from_env are inverses."""
+    sent = PodEnv(shard=3, shards=8, concurrency=16, health_port=8080, memory_request_bytes=512 * 2**20,
+                  termination_log="/dev/termination-log", data_dir="/var/lib/benchpilot/data", cache_dir="/cache",
+                  limit_share=0.125, shares_file="/etc/benchpilot-shares/shares.json")
+    env = {e["name"]: e["value"] for e in sent.to_env()}
+    assert PodEnv.from_env(env) == sent
+    assert PodEnv.from_env({"BENCHPILOT_SHARD": "0", "BENCHPILOT_SHARDS": "1"}).share == 1.0
 
 
 # ---------------------------------------------------------------- through the CLI: exit 2, one line
@@ -259,7 +273,7 @@ FUZZ_BASES = {
 @pytest.mark.parametrize("suite", sorted(FUZZ_BASES))
 def test_fuzz_every_outcome_is_a_spec_or_a_bounded_spec_error(suite):
     rng = random.Random(20261124)
-    base = S.parse_manifest(manifest(
+    base = parse_manifest(manifest(
         endpoints=[{"name": "e", "baseURL": "http://e/v1", "limits": {"requestsPerMinute": 60}}],
         budget={"maxCostUSD": 5}, limits={"caseTimeoutSeconds": 10}, **FUZZ_BASES[suite])).to_resolved()
     paths = list(_paths(base))
@@ -281,10 +295,10 @@ def test_fuzz_every_outcome_is_a_spec_or_a_bounded_spec_error(suite):
             except (KeyError, IndexError, TypeError):
                 continue
         try:
-            spec = S.parse_manifest(doc)
-        except S.SpecError as err:
+            spec = parse_manifest(doc)
+        except SpecError as err:
             assert len(str(err)) < MAX_MESSAGE
             continue
         accepted += 1
-        assert S.from_resolved(json.loads(json.dumps(spec.to_resolved()))) == spec  # the pod reads the same spec
+        assert from_resolved(json.loads(json.dumps(spec.to_resolved()))) == spec  # the pod reads the same spec
     assert 0 < accepted < 3000

@@ -12,14 +12,18 @@ import time
 
 import pytest
 
-from benchpilot_runner import procs, sink
+from benchpilot_runner.contract.layout import WRITERS
+from benchpilot_runner.results import procs
+from benchpilot_runner.results.lease import Lease
+from benchpilot_runner.results.store import open_uri
 from tests.helpers import wait_for
 
 CHILD = """
 import sys, time
-from benchpilot_runner import sink
-fs, root = sink.open_uri(sys.argv[1])
-sink.Lease(fs, root, "w0child00", [0, 1]).write()
+from benchpilot_runner.results.lease import Lease
+from benchpilot_runner.results.store import open_uri
+fs, root = open_uri(sys.argv[1])
+Lease(fs, root, "w0child00", [0, 1]).write()
 print("ready", flush=True)
 time.sleep(600)
 """
@@ -33,8 +37,8 @@ def proc_state(pid: int) -> str | None:
 def lease_file(root, writer: str, **info) -> None:
     body = {"writer": writer, "host": socket.gethostname(), "shards": [0], "started": time.time() - 5,
             "renewed": time.time(), **info}
-    (root / sink.WRITERS).mkdir(exist_ok=True)
-    (root / sink.WRITERS / f"{writer}.json").write_text(json.dumps(body))
+    (root / WRITERS).mkdir(exist_ok=True)
+    (root / WRITERS / f"{writer}.json").write_text(json.dumps(body))
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
@@ -42,8 +46,8 @@ def test_a_killed_writer_whose_zombie_remains_holds_nothing(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "ready"
-        fs, root = sink.open_uri(str(tmp_path))
-        mine = sink.Lease(fs, root, "w1mine0000", [1])
+        fs, root = open_uri(str(tmp_path))
+        mine = Lease(fs, root, "w1mine0000", [1])
         assert mine.conflict()["writer"] == "w0child00", "a live writer holds its shards"
         os.kill(child.pid, signal.SIGKILL)  # and nobody reaps it: its parent (this test) does not wait
         wait_for(lambda: proc_state(child.pid) == "Z", timeout=20, what="the killed writer to be a zombie")
@@ -59,8 +63,8 @@ def test_a_lease_naming_a_live_unrelated_process_holds_nothing(tmp_path):
     try:
         wait_for(lambda: procs.identity(other.pid)["pid_start"], timeout=10, what="the process to start")
         ident = procs.identity(other.pid)
-        fs, root = sink.open_uri(str(tmp_path))
-        mine = sink.Lease(fs, root, "w1mine0000", [0])
+        fs, root = open_uri(str(tmp_path))
+        mine = Lease(fs, root, "w1mine0000", [0])
         # its writer died and the pid went to another process, which started later than the writer
         lease_file(tmp_path, "w0gone0000", **{**ident, "pid_start": ident["pid_start"] - 100})
         assert mine.conflict() is None

@@ -14,7 +14,9 @@ from benchpilot_operator.config import OperatorConfig
 from benchpilot_operator.plan import MiB, PlanError, plan_run
 from benchpilot_operator.state import OperatorState
 from benchpilot_operator.status import merge_patch, reconcile
-from benchpilot_runner import spec as S
+from benchpilot_runner.contract.parse import parse_manifest
+from benchpilot_runner.contract.resolved import from_resolved
+from benchpilot_runner.contract.types import RunSpec
 from benchpilot_runner.suites.workflow import vocab as W
 from tests.helpers import manifest
 from tests.unit.builders import JobB, PodB, obs
@@ -23,10 +25,10 @@ CFG = OperatorConfig()
 META = {"name": "r", "namespace": "ns", "uid": "uid-1"}
 
 
-def spec_of(**over) -> S.RunSpec:
+def spec_of(**over) -> RunSpec:
     doc = manifest(**over)
     doc["metadata"] = {"name": "r", "namespace": "ns", "uid": "uid-1"}
-    return S.parse_manifest(doc)
+    return parse_manifest(doc)
 
 
 def run(spec, shard_obs=(), prev=None, cfg=CFG):
@@ -122,7 +124,7 @@ def test_configmap_holds_a_resolved_manifest_the_runner_parses():
     cm = M.build_configmap(META, spec)
     resolved = json.loads(cm["data"]["run.json"])
     assert resolved["metadata"]["uid"] == "uid-1"
-    assert S.from_resolved(resolved) == spec
+    assert from_resolved(resolved) == spec
     assert cm["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
 
 

@@ -6,7 +6,7 @@ import json
 import math
 
 from benchpilot_runner.contract import estimate as E
-from benchpilot_runner import spec as S
+from benchpilot_runner.contract.parse import parse_manifest
 from benchpilot_runner.stats import power as P
 from tests.helpers import EXAMPLES, manifest, run_cli, write_manifest
 
@@ -14,7 +14,7 @@ from tests.helpers import EXAMPLES, manifest, run_cli, write_manifest
 def test_the_detectable_difference_follows_the_items_each_comparison_pairs():
     doc = manifest()
     doc["spec"]["matrix"].update(difficulties=["easy", "hard"], taskTypes=["simple_task", "basic_task"], instances=10)
-    pw = E.power(S.parse_manifest(doc), detect=0.1)
+    pw = E.power(parse_manifest(doc), detect=0.1)
     assert pw["pairsPerComparison"] == 2 * 2 * 10
     assert pw["detectableDifference"] == P.detectable_difference(40)
     assert 0.2 < pw["detectableDifference"] < 0.5 and pw["pooledDetectableDifference"] < pw["detectableDifference"]
@@ -22,7 +22,7 @@ def test_the_detectable_difference_follows_the_items_each_comparison_pairs():
     assert pw["detect"] == {"difference": 0.1, "pairsNeeded": need, "instancesPerCell": math.ceil(need / 4),
                             "cases": math.ceil(need / 4) * 4 * 2 * 2}
     assert P.power(pw["detect"]["instancesPerCell"] * 4, 0.1) >= 0.8  # enough instances for 80 % power
-    more = E.power(S.parse_manifest(doc), discordance=0.2)["detectableDifference"]
+    more = E.power(parse_manifest(doc), discordance=0.2)["detectableDifference"]
     assert more < pw["detectableDifference"]  # arms that disagree less are told apart sooner
 
 

@@ -41,7 +41,7 @@ import re  # noqa: E402
 
 import pyarrow.parquet as pq  # noqa: E402
 
-from benchpilot_runner.sink import SCHEMA  # noqa: E402
+from benchpilot_runner.results.rows import SCHEMA  # noqa: E402
 from tests.helpers import run_cli  # noqa: E402
 from tests.results_builder import T0 as B0, _row, write_results  # noqa: E402
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import datetime as dt
 import time
 
@@ -11,7 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from benchpilot_runner import sink as S
+from benchpilot_runner.results import lease as L
+from benchpilot_runner.results import resume, rows, store
+from benchpilot_runner.results import sink as SK
 from benchpilot_runner.health import Heartbeat
 
 
@@ -25,7 +28,7 @@ def row(i: int, status: str = "success", attempt: int = 1) -> dict:
 
 
 def ids_in(fs, folder):
-    return [c for p in S.list_parts(fs, folder) for c in S.read_part(fs, p, ["case_id"]).column("case_id").to_pylist()]
+    return [c for p in rows.list_parts(fs, folder) for c in rows.read_part(fs, p, ["case_id"]).column("case_id").to_pylist()]
 
 
 class FlakyMemoryFS(MemoryFileSystem):
@@ -53,7 +56,7 @@ def memfs():
 
 async def test_flush_thresholds(memfs):
     clock = [0.0]
-    sink = S.ShardSink(memfs, "/out/run", 0, flush_rows=3, flush_s=10, clock=lambda: clock[0], writer="w1")
+    sink = SK.ShardSink(memfs, "/out/run", 0, flush_rows=3, flush_s=10, clock=lambda: clock[0], writer="w1")
     sink.add(row(1))
     assert not sink.due()
     sink.add(row(2))
@@ -71,7 +74,7 @@ async def test_flush_thresholds(memfs):
 
 async def test_failed_writes_keep_rows_until_written(memfs):
     FlakyMemoryFS.failing = 3
-    sink = S.ShardSink(memfs, "/out/run", 0, flush_rows=2, flush_s=10, max_backoff_s=0.01)
+    sink = SK.ShardSink(memfs, "/out/run", 0, flush_rows=2, flush_s=10, max_backoff_s=0.01)
     for i in range(5):
         sink.add(row(i))
     assert await sink.flush()
@@ -87,37 +90,37 @@ async def test_flush_gives_up_at_deadline_and_keeps_rows(memfs):
         clock[0] += 0.5
         return clock[0]
 
-    sink = S.ShardSink(memfs, "/out/run", 0, flush_rows=2, flush_s=10, max_backoff_s=0.01, clock=tick)
+    sink = SK.ShardSink(memfs, "/out/run", 0, flush_rows=2, flush_s=10, max_backoff_s=0.01, clock=tick)
     sink.add(row(1))
     assert not await sink.flush(deadline=3.0)
     assert len(sink.buffer) == 1
 
 
 async def test_resume_counts_only_final_rows_as_done(memfs):
-    first = S.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10, writer="a")
+    first = SK.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10, writer="a")
     for i in range(4):
         first.add(row(i))
     first.add(row(4, "error"))
     first.add(row(5, "timeout"))
     await first.flush()
-    state = S.read_state(memfs, "/out/run/shard-00000", recursive=False)
+    state = resume.read_state(memfs, "/out/run/shard-00000", recursive=False)
     assert state.done == {f"c{i:04d}" for i in range(4)}, "error and timeout rows are not done"
     assert state.next_attempt("c0004") == 2 and state.next_attempt("c0005") == 2
     assert state.max_attempt == 1 and state.spent_usd == 3.0 and state.spent_tokens == 12
-    second = S.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10, writer="b", attempt=state.max_attempt + 1)
+    second = SK.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10, writer="b", attempt=state.max_attempt + 1)
     second.add(row(4, "error", attempt=2))
     second.add(row(5, "failure", attempt=2))
     await second.flush()
-    state = S.read_state(memfs, "/out/run/shard-00000", recursive=False)
+    state = resume.read_state(memfs, "/out/run/shard-00000", recursive=False)
     assert "c0005" in state.done and state.next_attempt("c0004") == 3
-    assert sorted(p.rsplit("/", 1)[-1] for p in S.list_parts(memfs, "/out/run/shard-00000")) == [
+    assert sorted(p.rsplit("/", 1)[-1] for p in rows.list_parts(memfs, "/out/run/shard-00000")) == [
         "part-00001-00000-a.parquet", "part-00002-00000-b.parquet"]
 
 
 async def test_two_writers_never_overwrite_each_other(memfs):
     """Both start with the same attempt number (as two `benchpilot run` did): no part is lost."""
-    a = S.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10, attempt=1)
-    b = S.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10, attempt=1)
+    a = SK.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10, attempt=1)
+    b = SK.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10, attempt=1)
     for i in range(5):
         a.add(row(i))
         b.add(row(100 + i))
@@ -127,13 +130,13 @@ async def test_two_writers_never_overwrite_each_other(memfs):
 
 
 def test_lease_sees_an_earlier_live_writer_and_ignores_dead_ones(memfs):
-    first = S.Lease(memfs, "/out/run", "w1", [0, 1], started=1.0)
+    first = L.Lease(memfs, "/out/run", "w1", [0, 1], started=1.0)
     first.write()
-    second = S.Lease(memfs, "/out/run", "w2", [1], started=2.0)
+    second = L.Lease(memfs, "/out/run", "w2", [1], started=2.0)
     second.write()
     assert second.conflict()["writer"] == "w1", "the later writer yields"
     assert first.conflict() is None, "the earlier writer goes on"
-    other_shard = S.Lease(memfs, "/out/run", "w3", [5], started=3.0)
+    other_shard = L.Lease(memfs, "/out/run", "w3", [5], started=3.0)
     assert other_shard.conflict() is None, "writers of other shards do not conflict"
     first.release()
     assert second.conflict() is None
@@ -146,7 +149,7 @@ def test_lease_sees_an_earlier_live_writer_and_ignores_dead_ones(memfs):
 
 
 async def test_concurrent_adds_during_a_slow_write_are_not_lost(memfs):
-    sink = S.ShardSink(memfs, "/out/run", 0, flush_rows=1000, flush_s=1000)
+    sink = SK.ShardSink(memfs, "/out/run", 0, flush_rows=1000, flush_s=1000)
     for i in range(10):
         sink.add(row(i))
     flushing = asyncio.create_task(sink.flush())
@@ -164,21 +167,32 @@ def test_rows_are_scrubbed_before_they_are_written():
     redact.register("canary-key-0123456789")
     r = row(1, "error")
     r["error_message"] = 'HTTP 401: {"echo": "Authorization: Bearer canary-key-0123456789"} sk-abcdefghijklmnop'
-    data = S.rows_to_parquet([r])
+    data = rows.rows_to_parquet([rows.make_row(**r)])  # a row is made once, and scrubbed there
     msg = pq.read_table(__import__("io").BytesIO(data)).column("error_message")[0].as_py()
     assert "canary-key-0123456789" not in msg and "sk-abcdefghijklmnop" not in msg and "REDACTED" in msg
 
 
+def test_a_row_has_exactly_the_schemas_columns():
+    made = rows.make_row(**row(1))
+    assert tuple(made) == rows.COLUMNS and made["error_type"] is None
+    with pytest.raises(TypeError, match="unknown result column.*error_mesage"):
+        rows.make_row(**row(1), error_mesage="a misspelt column would have been a silent null")
+    with pytest.raises(TypeError, match="case_id"):
+        rows.make_row(**{**row(1), "case_id": None})
+    long = rows.make_row(**row(1), details={"sql": "x" * 20000}, error_message="e" * 2000)
+    assert json.loads(long["details"]) == {"truncated": True, "bytes": 20011} and len(long["error_message"]) == 500
+
+
 def test_success_manifest_put_is_retried(memfs):
     FlakyMemoryFS.failing = 2  # e.g. a 503 from a busy store
-    sink = S.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10)
+    sink = SK.ShardSink(memfs, "/out/run", 0, flush_rows=10, flush_s=10)
     assert asyncio.run(sink.write_success(5, {"success": 5}))
     assert memfs.exists("/out/run/shard-00000/_SUCCESS")
 
 
 def test_local_writes_are_atomic_and_leave_no_temp_files(tmp_path):
     fs = fsspec.filesystem("file")
-    S.write_whole(fs, str(tmp_path / "a" / "part-00001-00000.parquet"), S.rows_to_parquet([row(1)]))
+    store.write_whole(fs, str(tmp_path / "a" / "part-00001-00000.parquet"), rows.rows_to_parquet([row(1)]))
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["part-00001-00000.parquet"]
     assert pq.read_table(tmp_path / "a" / "part-00001-00000.parquet").num_rows == 1
 
@@ -186,9 +200,9 @@ def test_local_writes_are_atomic_and_leave_no_temp_files(tmp_path):
 def test_check_writable_names_the_problem(tmp_path):
     (tmp_path / "file").write_text("x")
     fs = fsspec.filesystem("file")
-    with pytest.raises(S.OutputError, match="not writable"):
-        S.check_writable(fs, str(tmp_path / "file" / "sub"))
-    S.check_writable(fs, str(tmp_path / "ok"))
+    with pytest.raises(store.OutputError, match="not writable"):
+        store.check_writable(fs, str(tmp_path / "file" / "sub"))
+    store.check_writable(fs, str(tmp_path / "ok"))
     assert list((tmp_path / "ok").iterdir()) == []
 
 
@@ -222,7 +236,7 @@ class SlowMemoryFS(FlakyMemoryFS):
 
 
 async def test_a_marker_gets_one_budget_counting_the_clients_own_retries():
-    from benchpilot_runner.markers import put_retrying
+    from benchpilot_runner.results.markers import put_retrying
 
     fs = SlowMemoryFS(skip_instance_cache=True)
     t0 = time.monotonic()
@@ -241,7 +255,7 @@ async def test_a_marker_gets_one_budget_counting_the_clients_own_retries():
 
 
 async def test_a_call_past_its_budget_is_abandoned_and_errors_come_back():
-    from benchpilot_runner.bounded import call_within
+    from benchpilot_runner.results.bounded import call_within
 
     with pytest.raises(TimeoutError):
         await call_within(0.2, time.sleep, 2)
@@ -251,7 +265,8 @@ async def test_a_call_past_its_budget_is_abandoned_and_errors_come_back():
 
 
 def test_markers_not_written_exit_1_saying_the_rows_are_safe():
-    from benchpilot_runner.execute import ShardResult, outcome
+    from benchpilot_runner.outcome import outcome
+    from benchpilot_runner.shard import ShardResult
 
     done = ShardResult(0, 10, 0, 10, complete=True, counts={"success": 10}, final=10)
     refused = ShardResult(1, 10, 0, 10, complete=False, counts={"success": 10}, final=10,

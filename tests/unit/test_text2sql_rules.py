@@ -9,7 +9,8 @@ import sqlite3
 
 import pytest
 
-from benchpilot_runner import spec as S
+from benchpilot_runner.contract.fields import SpecError
+from benchpilot_runner.contract.parse import parse_manifest
 from benchpilot_runner.suites.text2sql.compare import (bird_same, remove_distinct, spider_orders, spider_query,
                                                         spider_same, strict_same)
 from benchpilot_runner.suites.text2sql.extract import extract_sql
@@ -175,17 +176,17 @@ def _manifest(config: dict) -> dict:
 
 
 def test_scoring_config():
-    cfg = S.parse_manifest(_manifest({})).suite_config
+    cfg = parse_manifest(_manifest({})).suite_config
     assert (cfg["scoring"], cfg["keepDistinct"], cfg["statementTimeoutSeconds"]) == ("spider", False, 5.0)
-    bird = S.parse_manifest(_manifest({"scoring": "bird"})).suite_config
+    bird = parse_manifest(_manifest({"scoring": "bird"})).suite_config
     assert bird["statementTimeoutSeconds"] == 30.0, "BIRD's 30 s for a pair of queries"
-    assert S.parse_manifest(_manifest({"scoring": "bird", "statementTimeoutSeconds": 2})).suite_config[
+    assert parse_manifest(_manifest({"scoring": "bird", "statementTimeoutSeconds": 2})).suite_config[
         "statementTimeoutSeconds"] == 2
-    with pytest.raises(S.SpecError) as err:
-        S.parse_manifest(_manifest({"scoring": "exact"}))
+    with pytest.raises(SpecError) as err:
+        parse_manifest(_manifest({"scoring": "exact"}))
     assert err.value.path == "spec.suiteConfig.scoring" and "spider, bird, strict" in str(err.value)
-    with pytest.raises(S.SpecError) as err:
-        S.parse_manifest(_manifest({"keepDistinct": "yes"}))
+    with pytest.raises(SpecError) as err:
+        parse_manifest(_manifest({"keepDistinct": "yes"}))
     assert err.value.path == "spec.suiteConfig.keepDistinct"
 
 

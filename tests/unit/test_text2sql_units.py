@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from benchpilot_runner import spec as S
+from benchpilot_runner.contract.cases import iter_cases
+from benchpilot_runner.contract.fields import SpecError
+from benchpilot_runner.contract.parse import parse_manifest
 from benchpilot_runner.cases import CaseProgress, CaseRunner
 from benchpilot_runner.suites.base import Retrieval
 from benchpilot_runner.suites.text2sql import builtin, dataset as D, prompts, scoring, vocab
@@ -213,13 +215,13 @@ def test_simulated_mistakes_are_wrong_or_invalid(dbs, conns):
 
 
 def test_the_parser_uses_the_suites_vocabulary_and_config():
-    spec = S.parse_manifest(t2s_manifest())
+    spec = parse_manifest(t2s_manifest())
     assert spec.matrix.task_types == vocab.TASK_TYPES and spec.matrix.difficulties == vocab.DIFFICULTIES
     assert spec.matrix.suite_version == vocab.VERSION and spec.suite_config["selfConsistency"] == 1
-    assert S.parse_manifest(spec.to_resolved()) == spec
-    ids = {c.case_id for c in S.iter_cases(spec.matrix)}
-    wf = S.parse_manifest({**t2s_manifest(), "spec": {"matrix": {"models": ["sim/strong"], "promptTypes": ["cot"]}}})
-    assert not ids & {c.case_id for c in S.iter_cases(wf.matrix)}, "the suite version is in every case id"
+    assert parse_manifest(spec.to_resolved()) == spec
+    ids = {c.case_id for c in iter_cases(spec.matrix)}
+    wf = parse_manifest({**t2s_manifest(), "spec": {"matrix": {"models": ["sim/strong"], "promptTypes": ["cot"]}}})
+    assert not ids & {c.case_id for c in iter_cases(wf.matrix)}, "the suite version is in every case id"
 
 
 @pytest.mark.parametrize("change,path,words", [
@@ -239,8 +241,8 @@ def test_the_parser_uses_the_suites_vocabulary_and_config():
 def test_bad_text2sql_specs_name_the_field(change, path, words):
     doc = t2s_manifest()
     change(doc["spec"])
-    with pytest.raises(S.SpecError) as err:
-        S.parse_manifest(doc)
+    with pytest.raises(SpecError) as err:
+        parse_manifest(doc)
     assert err.value.path == path, str(err.value)
     assert all(w in str(err.value) for w in words), str(err.value)
 
@@ -248,8 +250,8 @@ def test_bad_text2sql_specs_name_the_field(change, path, words):
 def test_workflow_takes_no_suite_config():
     doc = {**t2s_manifest(), "spec": {"matrix": {"models": ["sim/strong"], "promptTypes": ["cot"]},
                                       "suiteConfig": {"dataset": "/x"}}}
-    with pytest.raises(S.SpecError, match="spec.suiteConfig.dataset: unknown field"):
-        S.parse_manifest(doc)
+    with pytest.raises(SpecError, match="spec.suiteConfig.dataset: unknown field"):
+        parse_manifest(doc)
 
 
 def _rows(spec, **kw):
@@ -257,13 +259,13 @@ def _rows(spec, **kw):
                                              sleep=lambda s: asyncio.sleep(0)))
 
     async def go():
-        cases = list(S.iter_cases(spec.matrix))
+        cases = list(iter_cases(spec.matrix))
         return cases, await asyncio.gather(*(runner.run(c, CaseProgress()) for c in cases))
     return asyncio.run(go())
 
 
 def test_simulated_models_answer_at_their_accuracy(tmp_path):
-    spec = S.parse_manifest(t2s_manifest(models=["sim/oracle", "sim/strong", "sim/weak"],
+    spec = parse_manifest(t2s_manifest(models=["sim/oracle", "sim/strong", "sim/weak"],
                                          promptTypes=["zero_shot", "misleading_column_hint"], instances=8))
     cases, rows = _rows(spec, root=tmp_path)
     rate, n = Counter(), Counter()
@@ -282,11 +284,11 @@ def test_simulated_models_answer_at_their_accuracy(tmp_path):
 def test_self_consistency_samples_n_answers(tmp_path):
     doc = t2s_manifest(models=["sim/weak"], instances=3)
     doc["spec"]["suiteConfig"] = {"selfConsistency": 5}
-    spec = S.parse_manifest(doc)
+    spec = parse_manifest(doc)
     runner = CaseRunner(spec, Text2SqlRunner(spec, D.BuiltinDataset(tmp_path), Retrieval(),
                                              sleep=lambda s: asyncio.sleep(0)))
     progress = CaseProgress()
-    row = asyncio.run(runner.run(next(S.iter_cases(spec.matrix)), progress))
+    row = asyncio.run(runner.run(next(iter_cases(spec.matrix)), progress))
     assert row["details"]["samples"] == 5 and 1 <= row["details"]["votes"] <= 5
     assert 5 <= progress.turns <= 10, "five answers, each with at most one correction"
 
@@ -372,9 +374,9 @@ def test_a_right_answer_as_large_as_the_gold_result_is_not_cut(tmp_path):
          "difficulty": "simple"}]))
     doc = t2s_manifest(models=["sim/oracle"], taskTypes=["filter"], difficulties=["simple"], instances=1)
     doc["spec"]["suiteConfig"] = {"dataset": str(tmp_path / "ds")}
-    spec = S.parse_manifest(doc)
+    spec = parse_manifest(doc)
     pipeline = Text2SqlRunner(spec, D.open_dataset(spec.suite_config), Retrieval(), sleep=lambda s: asyncio.sleep(0))
-    (case,) = S.iter_cases(spec.matrix)
+    (case,) = iter_cases(spec.matrix)
     assert pipeline.exists(case)
     row = asyncio.run(CaseRunner(spec, pipeline).run(case, CaseProgress()))
     assert row["status"] == "success", row

@@ -9,9 +9,13 @@ import json
 
 import pytest
 
-from benchpilot_runner import spec as S
+from benchpilot_runner.contract.cases import expand
+from benchpilot_runner.contract.fields import SpecError
+from benchpilot_runner.contract.parse import parse_manifest
+from benchpilot_runner.contract.resolved import from_resolved
+from benchpilot_runner.contract.types import RunSpec
 from benchpilot_runner.cases import CaseProgress, CaseRunner
-from benchpilot_runner.execute import local_uid
+from benchpilot_runner.session import local_uid
 from benchpilot_runner.llm import prompt_tools as P
 from benchpilot_runner.llm.base import ChatResult
 from benchpilot_runner.suites.workflow.case import WorkflowRunner
@@ -22,12 +26,12 @@ TOOLS = [BY_NAME[n].openai_schema for n in ("file_reader", "csv_parser")]
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
-def spec_with(*models, **matrix) -> S.RunSpec:
+def spec_with(*models, **matrix) -> RunSpec:
     doc = manifest(endpoint={"baseURL": "http://127.0.0.1:9/v1"})
     doc["spec"]["matrix"].update(models=list(models), promptTypes=["optimal"], taskTypes=["data_pipeline"],
                                  difficulties=["easy"], instances=1, toolSuccessRate=1.0, **matrix)
     doc["spec"]["sharding"] = {"shards": 1}
-    return S.parse_manifest(doc)
+    return parse_manifest(doc)
 
 
 # ---------------------------------------------------------------- the spec field
@@ -38,7 +42,7 @@ def test_tool_calling_defaults_to_native_and_survives_the_resolved_form():
                      {"name": "q-prompt", "model": "qwen", "toolCalling": "prompt"},
                      {"name": "q-native", "model": "qwen", "toolCalling": "native"})
     assert [m.tool_calling for m in spec.models] == ["native", "native", "prompt", "native"]
-    again = S.from_resolved(json.loads(json.dumps(spec.to_resolved())))
+    again = from_resolved(json.loads(json.dumps(spec.to_resolved())))
     assert again == spec and again.model("q-prompt").tool_calling == "prompt"
     docs = spec.to_resolved()["spec"]["matrix"]["models"]
     assert docs[2]["toolCalling"] == "prompt" and "toolCalling" not in docs[1]
@@ -46,7 +50,7 @@ def test_tool_calling_defaults_to_native_and_survives_the_resolved_form():
 
 @pytest.mark.parametrize("value", ["Prompt", "json", "", True, 1, ["prompt"], {"mode": "prompt"}])
 def test_an_unknown_tool_calling_mode_is_refused_naming_the_field(value):
-    with pytest.raises(S.SpecError) as err:
+    with pytest.raises(SpecError) as err:
         spec_with({"name": "q", "model": "qwen", "toolCalling": value})
     assert err.value.path == "spec.matrix.models[0].toolCalling"
     assert "allowed: native, prompt" in str(err.value)
@@ -153,7 +157,7 @@ class Clients:
 
 def run_case(spec, client):
     runner = CaseRunner(spec, WorkflowRunner(spec), endpoints=Clients(client))
-    case = S.expand(spec.matrix)[0]
+    case = expand(spec.matrix)[0]
     progress = CaseProgress()
     row = asyncio.run(runner.run(case, progress))
     return row, progress, runner.suite.task_for(case)
@@ -165,7 +169,7 @@ def calls_text(steps, fmt=lambda n, a: json.dumps({"name": n, "arguments": a})):
 
 def test_prompt_mode_sends_no_tools_and_reads_the_calls_from_the_text():
     spec = spec_with({"name": "q", "model": "qwen-coder", "toolCalling": "prompt"})
-    task = WorkflowRunner(spec).task_for(S.expand(spec.matrix)[0])
+    task = WorkflowRunner(spec).task_for(expand(spec.matrix)[0])
     client = ScriptedClient(calls_text(task.steps) + ["The workflow is complete."])
     row, progress, _ = run_case(spec, client)
     assert row["status"] == "success" and row["error_type"] is None
@@ -180,7 +184,7 @@ def test_prompt_mode_sends_no_tools_and_reads_the_calls_from_the_text():
 
 def test_native_mode_records_a_call_written_as_text_and_scores_it_as_before():
     spec = spec_with({"name": "q", "model": "qwen-coder"})
-    task = WorkflowRunner(spec).task_for(S.expand(spec.matrix)[0])
+    task = WorkflowRunner(spec).task_for(expand(spec.matrix)[0])
     client = ScriptedClient(["```json\n" + calls_text(task.steps)[0] + "\n```"])
     row, progress, _ = run_case(spec, client)
     assert client.requests[0]["tools"] and len(client.requests) == 1
@@ -191,7 +195,7 @@ def test_native_mode_records_a_call_written_as_text_and_scores_it_as_before():
 
 def test_native_mode_with_native_calls_records_no_content_call():
     spec = spec_with({"name": "q", "model": "qwen-coder"})
-    task = WorkflowRunner(spec).task_for(S.expand(spec.matrix)[0])
+    task = WorkflowRunner(spec).task_for(expand(spec.matrix)[0])
     script = [{"id": f"c{i}", "type": "function", "function": {"name": s.tool, "arguments": json.dumps(s.kwargs)}}
               for i, s in enumerate(task.steps)]
     row, progress, _ = run_case(spec, ScriptedClient(script + ["Done, the report is written."]))
@@ -201,7 +205,7 @@ def test_native_mode_with_native_calls_records_no_content_call():
 
 def test_prompt_mode_ends_on_an_unreadable_call_with_a_final_bad_response_outcome():
     spec = spec_with({"name": "q", "model": "qwen-coder", "toolCalling": "prompt"})
-    task = WorkflowRunner(spec).task_for(S.expand(spec.matrix)[0])
+    task = WorkflowRunner(spec).task_for(expand(spec.matrix)[0])
     good = calls_text(task.steps)
     client = ScriptedClient([good[0], '```json\n{"name": "%s" "arguments": {}}\n```' % task.steps[1].tool] + good[1:])
     row, progress, _ = run_case(spec, client)
@@ -213,7 +217,7 @@ def test_prompt_mode_ends_on_an_unreadable_call_with_a_final_bad_response_outcom
 
 def test_prompt_mode_an_invented_tool_is_a_wrong_call_and_the_conversation_goes_on():
     spec = spec_with({"name": "q", "model": "qwen-coder", "toolCalling": "prompt"})
-    task = WorkflowRunner(spec).task_for(S.expand(spec.matrix)[0])
+    task = WorkflowRunner(spec).task_for(expand(spec.matrix)[0])
     client = ScriptedClient(['{"name": "super_tool", "arguments": {}}'] + calls_text(task.steps))
     row, progress, _ = run_case(spec, client)
     assert row["status"] == "success" and row["error_type"] is None
@@ -226,7 +230,7 @@ def test_a_request_without_tools_is_never_translated():
     spec = spec_with({"name": "q", "model": "qwen-coder", "toolCalling": "prompt"})
     client = ScriptedClient(["SELECT 1"])
     runner = CaseRunner(spec, WorkflowRunner(spec), endpoints=Clients(client))
-    chat = runner._chat(S.expand(spec.matrix)[0])
+    chat = runner._chat(expand(spec.matrix)[0])
     messages = [{"role": "system", "content": "Write SQL."}, {"role": "user", "content": "How many?"}]
     result = asyncio.run(chat(messages, []))
     assert client.requests == [{"model": "qwen-coder", "messages": messages, "tools": []}]
@@ -236,7 +240,7 @@ def test_a_request_without_tools_is_never_translated():
 def test_simulated_models_record_no_tool_calling_details():
     spec = spec_with("sim/oracle")
     runner = CaseRunner(spec, WorkflowRunner(spec, sleep=lambda s: asyncio.sleep(0)))
-    row = asyncio.run(runner.run(S.expand(spec.matrix)[0], CaseProgress()))
+    row = asyncio.run(runner.run(expand(spec.matrix)[0], CaseProgress()))
     assert row["status"] == "success" and row["details"] is None
 
 

@@ -8,7 +8,8 @@ from collections import Counter
 
 import pytest
 
-from benchpilot_runner import spec as S
+from benchpilot_runner.contract.cases import expand
+from benchpilot_runner.contract.parse import parse_manifest
 
 from benchpilot_runner.suites.workflow import vocab as W
 from benchpilot_runner.suites.workflow import flaws, generator, prompts
@@ -149,8 +150,8 @@ def test_oracle_with_optimal_prompt_and_reliable_tools_always_succeeds():
     doc = manifest()
     doc["spec"]["matrix"].update(models=["sim/oracle"], promptTypes=["optimal"], toolSuccessRate=1.0,
                                  taskTypes=list(W.TASK_TYPES), difficulties=list(W.DIFFICULTIES), instances=2)
-    spec = S.parse_manifest(doc)
-    rows = _run(spec, S.expand(spec.matrix))
+    spec = parse_manifest(doc)
+    rows = _run(spec, expand(spec.matrix))
     assert Counter(r["status"] for r in rows) == {"success": len(rows)}
 
 
@@ -158,8 +159,8 @@ def test_accuracy_orders_models_and_flaws_hurt():
     doc = manifest()
     doc["spec"]["matrix"].update(models=["sim/strong", "sim/weak"], promptTypes=["optimal", "flawed_missing_step"],
                                  taskTypes=list(W.TASK_TYPES), difficulties=["medium"], instances=12)
-    spec = S.parse_manifest(doc)
-    cases = S.expand(spec.matrix)
+    spec = parse_manifest(doc)
+    cases = expand(spec.matrix)
     rows = _run(spec, cases)
     rate = Counter()
     n = Counter()

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .contract.outcomes import ConfigError
+
 FORMAT = 3  # 3: the encoder's ONNX export (model/model.onnx), which runners embed with
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_INSTANCES = 100
@@ -38,7 +40,7 @@ NEEDS_EXTRA = ("'benchpilot cache build' needs the cache-build extra (sentence-t
                "cache needs")
 
 
-class BuildError(Exception):
+class BuildError(ConfigError):
     """A cache cannot be built here: the build's libraries are missing, or the encoder's export fails."""
 
 
@@ -83,7 +85,7 @@ def build(out: str | Path, *, suite: str = "workflow", config: dict | None = Non
     """Embed the texts of ``suite`` (with its parsed ``config``) into a new cache folder ``out``, with
     the encoder's files and its ONNX export (checked against the vectors it wrote)."""
     from . import onnx_export
-    from .spec import find_suite
+    from .contract.registry import find_suite
 
     s = find_suite(suite)
     groups_texts = s.cache_texts(dict(config or {}), instances=instances)  # before any file is made

@@ -11,7 +11,9 @@ from typing import Callable, Protocol
 
 from .llm import prompt_tools
 from .llm.base import ChatResult
-from .spec import Case, RunSpec, find_suite
+from .contract.cases import Case
+from .contract.registry import find_suite
+from .contract.types import RunSpec
 from .suites.base import CaseProgress, Chat, Retrieval, SuiteRunner, result_fields
 
 __all__ = ["CaseProgress", "CaseRunner", "make_runner"]

@@ -9,7 +9,8 @@ import sys
 
 from . import logs
 from .redact import scrub
-from .spec import CONFIG_ERROR_EXIT, SpecError, check_number
+from .contract.fields import SpecError, check_number
+from .contract.outcomes import ConfigError, ExitCode
 
 log = logging.getLogger("benchpilot.cli")
 
@@ -92,7 +93,7 @@ def _positive(value: int | None, name: str) -> None:
 
 def _error(message: object) -> int:
     print(f"benchpilot: error: {scrub(str(message))}", file=sys.stderr)
-    return CONFIG_ERROR_EXIT
+    return int(ExitCode.CONFIG_ERROR)
 
 
 def _free_port(port: int | None, flag: str) -> None:
@@ -110,28 +111,24 @@ def _free_port(port: int | None, flag: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .contract.parse import with_overrides
     from .local import run_local
-    from .suites.base import Retrieval, SuiteError
     from .manifest import load_manifest
-    from .sink import OutputError
-    from .spec import with_overrides
+    from .suites.base import Retrieval
 
-    try:
-        spec = with_overrides(load_manifest(args.manifest), output=args.output, shards=args.shards)
-        _free_port(args.metrics_port, "--metrics-port")
-        retrieval = Retrieval()
-        cache_dir = args.cache or spec.cache_path
-        if cache_dir:
-            from .resources import CacheError, open_cache
+    spec = with_overrides(load_manifest(args.manifest), output=args.output, shards=args.shards)
+    _free_port(args.metrics_port, "--metrics-port")
+    retrieval = Retrieval()
+    cache_dir = args.cache or spec.cache_path
+    if cache_dir:
+        from .resources import CacheError, open_cache
 
-            try:
-                retrieval = Retrieval(open_cache(cache_dir, suite=spec.suite))
-            except CacheError as exc:
-                raise SpecError("--cache" if args.cache else "spec.cache.path", str(exc)) from None
-        return asyncio.run(run_local(spec, metrics_port=args.metrics_port, show_progress=not args.no_progress,
-                                     retrieval=retrieval))
-    except (SpecError, OutputError, SuiteError) as exc:
-        return _error(exc)
+        try:
+            retrieval = Retrieval(open_cache(cache_dir, suite=spec.suite))
+        except CacheError as exc:
+            raise SpecError("--cache" if args.cache else "spec.cache.path", str(exc)) from None
+    return asyncio.run(run_local(spec, metrics_port=args.metrics_port, show_progress=not args.no_progress,
+                                 retrieval=retrieval))
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -139,25 +136,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     from .contract import estimate as E
     from .manifest import load_manifest
-    from .suites.base import SuiteError
 
-    try:
-        spec = load_manifest(args.manifest)
-        check_number(args.pilot, "--pilot", minimum=0, maximum=1000, integer=True)
-        check_number(args.discordance, "--discordance", minimum=0, maximum=1, exclusive_min=True)
-        if args.detect is not None:
-            check_number(args.detect, "--detect", minimum=0, maximum=1, exclusive_min=True)
-            if args.detect > args.discordance:
-                raise SpecError("--detect", f"{args.detect:g} is more than the discordance {args.discordance:g}: two "
-                                            "cells cannot differ on more items than they disagree on (--discordance)")
-        if args.pilot:
-            from .pilot import run_pilot
+    spec = load_manifest(args.manifest)
+    check_number(args.pilot, "--pilot", minimum=0, maximum=1000, integer=True)
+    check_number(args.discordance, "--discordance", minimum=0, maximum=1, exclusive_min=True)
+    if args.detect is not None:
+        check_number(args.detect, "--detect", minimum=0, maximum=1, exclusive_min=True)
+        if args.detect > args.discordance:
+            raise SpecError("--detect", f"{args.detect:g} is more than the discordance {args.discordance:g}: two "
+                                        "cells cannot differ on more items than they disagree on (--discordance)")
+    if args.pilot:
+        from .pilot import run_pilot
 
-            per_case, source = asyncio.run(run_pilot(spec, args.pilot)), f"a pilot of {args.pilot} cases per model"
-        else:
-            per_case, source = E.from_spec(spec), "spec.estimate"
-    except (SpecError, SuiteError) as exc:
-        return _error(exc)
+        per_case, source = asyncio.run(run_pilot(spec, args.pilot)), f"a pilot of {args.pilot} cases per model"
+    else:
+        per_case, source = E.from_spec(spec), "spec.estimate"
     est = E.estimate(spec, per_case, source=source)
     est["power"] = E.power(spec, detect=args.detect, discordance=args.discordance)
     print(json.dumps(est, indent=2) if args.format == "json" else E.render(est))
@@ -177,14 +170,14 @@ def _report_files(report, summary: dict, args: argparse.Namespace) -> str | None
 
 def cmd_report(args: argparse.Namespace) -> int:
     from . import report
-    from .sink import OutputError
 
+    check_number(args.max_cases, "--max-cases", minimum=0, maximum=100_000, integer=True)
+    cases = args.max_cases if (args.format == "json" or args.html) else None
     try:
-        check_number(args.max_cases, "--max-cases", minimum=0, maximum=100_000, integer=True)
-        cases = args.max_cases if (args.format == "json" or args.html) else None
-        summary = report.summarize(report.load(args.uri), reference=args.reference, cases=cases)
-    except (FileNotFoundError, OutputError, SpecError, report.ReferenceError) as exc:
+        loaded = report.load(args.uri)
+    except FileNotFoundError as exc:
         return _error(exc)
+    summary = report.summarize(loaded, reference=args.reference, cases=cases)
     failed = _report_files(report, summary, args)  # before printing anything: an unwritable file is said once
     if failed:
         return _error(failed)
@@ -213,35 +206,30 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .resources import CacheError, Cache
+    from .resources import Cache
 
     if args.cache_command == "build":
-        from .cache import BuildError, build
-
-        from .suites.base import SuiteError
+        from .cache import build
 
         if args.synthetic_size < 0 or args.instances < 1:
-            print("benchpilot: error: --synthetic-size must be >= 0 and --instances >= 1", file=sys.stderr)
-            return CONFIG_ERROR_EXIT
+            return _error("--synthetic-size must be >= 0 and --instances >= 1")
+        suite, config = _cache_suite(args)
         try:
-            suite, config = _cache_suite(args)
             build(args.out, suite=suite, config=config, instances=args.instances, synthetic_mib=args.synthetic_size,
                   log=lambda msg: print(msg, file=sys.stderr))
-        except (FileExistsError, SpecError, SuiteError, BuildError) as exc:
+        except FileExistsError as exc:
             return _error(exc)
         return 0
-    try:
-        cache = Cache(args.dir)
-        cache._verify_model()
-    except CacheError as exc:
-        return _error(exc)
+    cache = Cache(args.dir)
+    cache._verify_model()
     print(f"{args.dir}: ok ({cache.manifest['rows']['total']} rows, {cache.manifest['embeddings_mib']} MiB)")
     return 0
 
 
 def _cache_suite(args: argparse.Namespace) -> tuple[str, dict]:
     """The suite and parsed suiteConfig a cache is built for: from --manifest, or --suite and --dataset."""
-    from .spec import Fields, find_suite
+    from .contract.fields import Fields
+    from .contract.registry import find_suite
 
     if args.manifest:
         if args.suite or args.dataset:
@@ -263,13 +251,9 @@ def _cache_suite(args: argparse.Namespace) -> tuple[str, dict]:
 
 def cmd_footprint(args: argparse.Namespace) -> int:
     from .footprint import main as footprint
-    from .resources import CacheError
 
-    try:
-        _positive(args.concurrency, "--concurrency")
-        return footprint(args.cache, args.concurrency)
-    except (CacheError, SpecError) as exc:
-        return _error(exc)
+    _positive(args.concurrency, "--concurrency")
+    return footprint(args.cache, args.concurrency)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(level)
     try:
         return _dispatch(args)
+    except ConfigError as exc:  # every configuration problem, whichever command: one line, exit 2
+        return _error(exc)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - one line for the user; the traceback goes to the log at DEBUG

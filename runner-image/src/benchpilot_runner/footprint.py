@@ -33,8 +33,9 @@ def smaps_rollup(pid: int | str = "self") -> dict[str, int]:
 
 def _spec(cache_dir: str | None, concurrency: int, latency_s: float):
     """A simulated run of the cache's suite (and suiteConfig) with at least 2 × concurrency cases."""
-    from . import spec as S
-    from .spec import find_suite
+    from .contract.cases import iter_cases
+    from .contract.parse import parse_manifest
+    from .contract.registry import find_suite
 
     suite, config = "workflow", {}
     if cache_dir:
@@ -49,27 +50,27 @@ def _spec(cache_dir: str | None, concurrency: int, latency_s: float):
                                "instances": max(1, -(-concurrency * 2 // cells))},
                     "simulation": {"sim/footprint": {"accuracy": 0.8, "latencySeconds": latency_s}},
                     "sharding": {"shards": 1, "concurrencyPerShard": concurrency}}}
-    return S.parse_manifest(doc)
+    return parse_manifest(doc)
 
 
 async def _run_cases(cache_dir: str | None, concurrency: int, latency_s: float) -> tuple[int, int]:
     import fsspec
 
-    from . import spec as S
+    from .contract.cases import iter_cases
     from .health import Heartbeat
     from .metrics import RunnerMetrics
     from .resources import open_cache
-    from .scheduler import ShardScheduler
-    from .sink import ShardSink
+    from .scheduler import Context, ShardScheduler
+    from .results.sink import ShardSink
     from .cases import make_runner
     from .suites.base import Retrieval
 
     spec = _spec(cache_dir, concurrency, latency_s)
-    cases = [c for _, c in zip(range(concurrency * 2), S.iter_cases(spec.matrix))]
+    cases = [c for _, c in zip(range(concurrency * 2), iter_cases(spec.matrix))]
     runner = make_runner(spec, retrieval=Retrieval(open_cache(cache_dir, suite=spec.suite) if cache_dir else None))
     sink = ShardSink(fsspec.filesystem("memory"), "/footprint", 0, flush_rows=10**6, flush_s=10**6)
-    sched = ShardScheduler(spec, 0, runner, sink, concurrency=concurrency, metrics=RunnerMetrics(),
-                           heartbeat=Heartbeat(600))
+    ctx = Context(spec=spec, runner=runner, metrics=RunnerMetrics(), heartbeat=Heartbeat(600))
+    sched = ShardScheduler(ctx, 0, sink, concurrency=concurrency)
     peak = [0, 0]
 
     async def sample() -> None:

@@ -15,14 +15,9 @@ import sys
 import time
 
 from . import report as reportmod
-from . import sink as sinkmod
-from .budget import BudgetTracker
-from .execute import StopSignals, acquire_lease, finish_run, holding, local_uid, outcome, run_shard
-from .health import Heartbeat, serve
-from .metrics import RunnerMetrics
-from .models import build_clients
-from .spec import CONFIG_ERROR_EXIT, RunSpec
-from .cases import make_runner
+from .contract.types import RunSpec
+from .session import Setup, conclude, open_run, run_shards
+from .signals import StopSignals
 from .suites.base import Retrieval
 
 log = logging.getLogger("benchpilot.local")
@@ -70,77 +65,35 @@ class Progress:
 
 async def run_local(spec: RunSpec, *, metrics_port: int | None = None, show_progress: bool = True,
                     retrieval: Retrieval = Retrieval(), transport=None) -> int:
-    """Raises ``SuiteError`` (a dataset that cannot be used) before anything is written."""
-    fs, root = sinkmod.open_uri(spec.output.uri)
-    uid = spec.uid or local_uid(spec, retrieval.kind)
-    run_dir = sinkmod.run_path(root, spec.namespace, spec.name, uid)
-    await asyncio.to_thread(sinkmod.check_writable, fs, run_dir)
-
-    metrics = RunnerMetrics()
-    heartbeat = Heartbeat(spec.limits.hang_timeout_s,
-                          on_beat=lambda ts: metrics.last_progress.labels(spec.name).set(ts))
-    runner = await asyncio.to_thread(make_runner, spec, retrieval=retrieval, on_progress=heartbeat.beat)
-    endpoints = build_clients(spec, metrics, heartbeat, transport=transport)
-    runner.endpoints = endpoints
-    writer = sinkmod.new_writer_id()
-    shards = spec.sharding.shards
-    try:
-        lease = await acquire_lease(fs, run_dir, list(range(shards)), writer, wait_s=0.0)
-    except sinkmod.WriterConflict as exc:
-        await endpoints.close()
-        print(f"benchpilot: error: {exc}", file=sys.stderr)
-        return CONFIG_ERROR_EXIT
-    server = None
-    try:
-        async with holding(lease):
-            server = await serve(heartbeat, metrics.registry, "127.0.0.1", metrics_port) if metrics_port else None
-            return await _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, runner, show_progress)
-    finally:
-        await endpoints.close()
-        if server:
-            await server.cleanup()
+    """Every shard of ``spec`` in this process. A configuration problem (a dataset that cannot be used,
+    another writer on the run) raises ``ConfigError`` before any case runs."""
+    setup = Setup(shards=tuple(range(spec.sharding.shards)), retrieval=retrieval, transport=transport,
+                  serve_at=("127.0.0.1", metrics_port) if metrics_port else None)
+    async with open_run(spec, setup) as session:
+        progress = Progress(spec.total_cases, enabled=show_progress)
+        log.info("sweep start", extra={"run": spec.name, "cases": spec.total_cases,
+                                       "with_final_result": len(session.state.done),
+                                       "retrieval": session.runner.retrieval.kind, "shards": spec.sharding.shards,
+                                       "output": session.uri, "writer": session.writer})
+        try:
+            with StopSignals(session.sinks, second_sigint_exits=True) as signals:
+                results = await run_shards(session, signals.stop, on_absent=progress.shrink,
+                                           on_case_done=lambda row: progress.advance(1, row["status"] if row else None))
+        finally:
+            progress.close()
+        code, lines = await conclude(session, results, signals.signal)
+        summary = reportmod.summarize(await asyncio.to_thread(reportmod.load, session.uri))
+        if show_progress:
+            reportmod.render_table(summary)
+        _say(session, results, lines, summary, progress.total, signals.signal)
+        return code
 
 
-async def _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, runner, show_progress) -> int:
-    state = await asyncio.to_thread(sinkmod.read_state, fs, run_dir, recursive=True)  # each part read once
-    budget = BudgetTracker(spec.budget, spent_usd=state.spent_usd, spent_tokens=state.spent_tokens)
-    total = spec.total_cases
-    progress = Progress(total, enabled=show_progress)
-    sinks: list = []
-
-    def on_case_done(row: dict | None) -> None:
-        budget.add(row)
-        progress.advance(1, row["status"] if row else None)
-
-    fs_uri = fs.unstrip_protocol(run_dir)
-    log.info("sweep start", extra={"run": spec.name, "cases": total, "with_final_result": len(state.done),
-                                   "retrieval": runner.retrieval.kind, "shards": spec.sharding.shards,
-                                   "output": fs_uri, "writer": lease.writer})
-    heartbeat.busy = True
-    try:
-        with StopSignals(sinks, second_sigint_exits=True) as signals:
-            results = await asyncio.gather(*(
-                run_shard(spec, i, spec.sharding.shards, fs=fs, run_dir=run_dir, runner=runner, metrics=metrics,
-                          heartbeat=heartbeat, stop=signals.stop, concurrency=spec.sharding.concurrency_per_shard,
-                          state=state, writer=lease.writer, gate=budget.exhausted, on_case_done=on_case_done,
-                          on_absent=progress.shrink, sinks=sinks)
-                for i in range(spec.sharding.shards)))
-    finally:
-        heartbeat.busy = False
-        progress.close()
-    interrupted = signals.signal  # SIGINT, SIGTERM or None
-    run_marker_error = None
-    if all(r.complete for r in results) and not interrupted:
-        run_marker_error = await finish_run(spec, fs, run_dir, uid)
-    ran = sum(r.ran for r in results)
-    already = sum(r.already_done for r in results)
-    summary = reportmod.summarize(await asyncio.to_thread(reportmod.load, fs_uri))
-    if show_progress:
-        reportmod.render_table(summary)
-    auth = {n: why for n, (st, why) in endpoints.unavailable().items() if st == "auth_refused"}
-    code, lines = outcome(results, interrupted=interrupted, auth_refused=bool(auth),
-                          unavailable=endpoints.unavailable(), run_marker_error=run_marker_error)
-    print(f"{ran} cases run now, {already} were already done; results: {fs_uri}", file=sys.stderr)
+def _say(session, results, lines: list[str], summary: dict, total: int, interrupted: str | None) -> None:
+    """What the run did, on stderr: cases run now and before, spend, positions without a case, why."""
+    spec, budget = session.spec, session.budget
+    ran, already = sum(r.ran for r in results), sum(r.already_done for r in results)
+    print(f"{ran} cases run now, {already} were already done; results: {session.uri}", file=sys.stderr)
     if spec.budget.max_cost_usd is not None or spec.budget.max_tokens is not None or budget.spent_usd:
         print(f"spent so far: ${budget.spent_usd:.4f}, {budget.spent_tokens} tokens", file=sys.stderr)
     absent = sum(r.absent for r in results)
@@ -150,6 +103,5 @@ async def _sweep(spec, fs, run_dir, uid, metrics, heartbeat, endpoints, lease, r
     for line in lines:
         print(line, file=sys.stderr)
     if interrupted:
-        print(f"interrupted ({interrupted}): {summary['total']}/{progress.total} cases have results; "
+        print(f"interrupted ({interrupted}): {summary['total']}/{total} cases have results; "
               "run the same command again to resume", file=sys.stderr)
-    return code

@@ -18,7 +18,8 @@ from .health import Heartbeat
 from .llm.client import AiohttpTransport, OpenAIClient, Transport
 from .llm.limits import EndpointLimiter
 from .metrics import RunnerMetrics
-from .spec import RunSpec, SpecError
+from .contract.fields import SpecError
+from .contract.types import RunSpec
 
 log = logging.getLogger("benchpilot.models")
 

@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from .cache import FORMAT, sha256_file, text_key
+from .contract.outcomes import ConfigError
 from .encoder import RUNTIME_FILES, OnnxEncoder
 
 QUERY_LRU = 4096
 EMBED_BATCH = 8  # texts per encoder call: larger batches raised peak RSS (bench/text2sql_pipeline.py), not speed
 
 
-class CacheError(Exception):
+class CacheError(ConfigError):
     """The cache folder is missing, corrupt or made for another suite version."""
 
 
@@ -78,7 +79,8 @@ class Cache:
 
     def check_suite(self, suite: str) -> None:
         """Refuse a cache built for another suite, or another version of it."""
-        from .spec import SpecError, find_suite
+        from .contract.fields import SpecError
+        from .contract.registry import find_suite
 
         try:
             version = find_suite(suite).version

@@ -13,36 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from .cases import CaseProgress, CaseRunner
+from .contract.cases import Case
+from .contract.outcomes import RETRY_STATUSES
+from .contract.types import RunSpec
 from .health import Heartbeat
 from .llm.base import CASE_DEADLINE, LIMITER_WAIT, EndpointUnavailable, QueueWait
 from .metrics import RunnerMetrics
 from .redact import scrub
-from .sink import ShardSink
-from .spec import Case, RunSpec
-from .cases import CaseProgress, CaseRunner
+from .results.rows import make_row
+from .results.sink import ShardSink
 
 log = logging.getLogger("benchpilot.scheduler")
 YIELD_EVERY = 512  # the dispatcher gives the event loop a turn at least this often while skipping done cases
-MAX_DETAILS = 16384  # bytes of a suite's details JSON kept in a row
 
 
 def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
-
-
-def _details(value) -> str | None:
-    """A suite's per-case details as the row's JSON text (bounded; never an invalid document)."""
-    if value is None:
-        return None
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    if len(text) > MAX_DETAILS:
-        text = json.dumps({"truncated": True, "bytes": len(text)})
-    return text
 
 
 def timeout_fields(timeout_s: float, turns: int, queue: QueueWait, now: float) -> dict:
@@ -59,80 +51,109 @@ def timeout_fields(timeout_s: float, turns: int, queue: QueueWait, now: float) -
             "error_message": f"case did not finish within {timeout_s:g}s (after {turns} turns)"}
 
 
+@dataclass(frozen=True)
+class Context:
+    """What every shard of a process shares (a :class:`session.RunSession` is one)."""
+
+    spec: RunSpec
+    runner: CaseRunner
+    metrics: RunnerMetrics
+    heartbeat: Heartbeat
+
+
+@dataclass
+class Hooks:
+    """How a shard's scheduler talks to the rest of the run."""
+
+    next_attempt: Callable[[str], int] = lambda case_id: 1  # results.resume.ResumeState.next_attempt
+    gate: Callable[[], str | None] = lambda: None  # a reason to start no new case (e.g. the budget is spent)
+    on_case_done: Callable[[dict], None] = lambda row: None
+    on_absent: Callable[[], None] = lambda: None
+
+
+@dataclass
+class Tally:
+    counts: dict[str, int] = field(default_factory=dict)  # status -> rows written now
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> cases left unrun
+    absent: int = 0  # matrix positions the suite's dataset has no case for (no row; nothing to run)
+
+
 class ShardScheduler:
-    def __init__(self, spec: RunSpec, shard: int, runner: CaseRunner, sink: ShardSink, *,
-                 concurrency: int, metrics: RunnerMetrics, heartbeat: Heartbeat,
-                 next_attempt: Callable[[str], int] | None = None,
-                 gate: Callable[[], str | None] | None = None,
-                 on_case_done: Callable[[dict], None] | None = None,
-                 on_absent: Callable[[], None] | None = None):
-        self.spec, self.shard, self.runner, self.sink = spec, shard, runner, sink
-        self.concurrency = concurrency
-        self.metrics, self.heartbeat = metrics, heartbeat
-        self.next_attempt = next_attempt or (lambda case_id: 1)  # sink.ResumeState.next_attempt
-        self.gate = gate or (lambda: None)  # a reason to start no new case (e.g. the budget is spent)
-        self.on_case_done = on_case_done or (lambda row: None)
-        self.on_absent = on_absent or (lambda: None)
-        self.counts: dict[str, int] = {}
-        self.skipped: dict[str, int] = {}  # reason -> cases left unrun
-        self.absent = 0  # matrix positions the suite's dataset has no case for (no row; nothing to run)
+    def __init__(self, ctx, shard: int, sink: ShardSink, *, concurrency: int, hooks: Hooks | None = None):
+        self.ctx, self.spec, self.runner = ctx, ctx.spec, ctx.runner
+        self.shard, self.sink, self.concurrency = shard, sink, concurrency
+        self.hooks = hooks or Hooks()
+        self.tally = Tally()
         self.stopped_by: str | None = None  # the gate's reason, when it stopped the shard
         self.dispatched_all = False
 
-    async def _one(self, case: Case) -> None:
-        spec = self.spec
-        progress = CaseProgress()
-        started = time.time()
-        t0 = time.monotonic()
-        m = self.metrics
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.tally.counts
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        return self.tally.skipped
+
+    @property
+    def absent(self) -> int:
+        return self.tally.absent
+
+    async def _fields(self, case: Case, progress: CaseProgress) -> dict:
+        """The suite's result fields for ``case``, or the row of a timeout or a crash."""
+        spec, m = self.spec, self.ctx.metrics
         m.inflight.labels(spec.name).inc()
-        CASE_DEADLINE.set(t0 + spec.limits.case_timeout_s)
+        CASE_DEADLINE.set(time.monotonic() + spec.limits.case_timeout_s)
         queue = QueueWait()
         LIMITER_WAIT.set(queue)
         try:
-            try:
-                async with asyncio.timeout(spec.limits.case_timeout_s):
-                    fields = await self.runner.run(case, progress)
-            except TimeoutError:
-                fields = timeout_fields(spec.limits.case_timeout_s, progress.turns, queue, time.monotonic())
+            async with asyncio.timeout(spec.limits.case_timeout_s):
+                return await self.runner.run(case, progress)
+        except TimeoutError:
+            return timeout_fields(spec.limits.case_timeout_s, progress.turns, queue, time.monotonic())
         except (asyncio.CancelledError, EndpointUnavailable):
             raise
         except Exception as exc:  # noqa: BLE001 - one broken case must not end the shard; recorded
             log.exception("case crashed", extra={"case_id": case.case_id, "model": case.model})
-            fields = {"status": "error", "score": 0.0, "error_type": "internal_error",
-                      "error_message": scrub(f"{type(exc).__name__}: {exc}")[:500]}
+            return {"status": "error", "score": 0.0, "error_type": "internal_error",
+                    "error_message": scrub(f"{type(exc).__name__}: {exc}")}
         finally:
             m.inflight.labels(spec.name).dec()
+
+    async def _one(self, case: Case) -> None:
+        spec = self.spec
+        progress = CaseProgress()
+        started, t0 = time.time(), time.monotonic()
+        fields = await self._fields(case, progress)
         elapsed = time.monotonic() - t0
-        model = spec.model(case.model)
-        cost = model.cost_usd(progress.prompt_tokens, progress.completion_tokens)
-        row = {
-            "run": spec.name, "namespace": spec.namespace, "case_id": case.case_id, "suite": spec.suite,
-            "model": case.model, "prompt_type": case.prompt_type, "difficulty": case.difficulty,
-            "task_type": case.task_type, "instance": case.instance, "shard": self.shard,
-            "attempt": self.next_attempt(case.case_id),
-            "latency_s": round(elapsed, 4), "turns": progress.turns, "tool_calls": progress.tool_calls,
-            "prompt_tokens": progress.prompt_tokens, "completion_tokens": progress.completion_tokens,
-            "cost_usd": cost, "started_at": _utc(started), "finished_at": _utc(time.time()), **fields,
-        }
-        if row.get("error_message"):
-            row["error_message"] = scrub(str(row["error_message"]))[:500]
-        row["details"] = _details(row.get("details"))
+        cost = spec.model(case.model).cost_usd(progress.prompt_tokens, progress.completion_tokens)
+        row = make_row(
+            run=spec.name, namespace=spec.namespace, case_id=case.case_id, suite=spec.suite, model=case.model,
+            prompt_type=case.prompt_type, difficulty=case.difficulty, task_type=case.task_type,
+            instance=case.instance, shard=self.shard, attempt=self.hooks.next_attempt(case.case_id),
+            latency_s=round(elapsed, 4), turns=progress.turns, tool_calls=progress.tool_calls,
+            prompt_tokens=progress.prompt_tokens, completion_tokens=progress.completion_tokens, cost_usd=cost,
+            started_at=_utc(started), finished_at=_utc(time.time()), **fields)
         self.sink.add(row)
-        self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
-        m.cases.labels(spec.name, case.model, case.prompt_type, row["status"]).inc()
-        m.case_seconds.labels(spec.name, case.model).observe(elapsed)
+        self._record(row, elapsed, cost)
+        self.hooks.on_case_done(row)
+
+    def _record(self, row: dict, elapsed: float, cost: float | None) -> None:
+        """Counts, metrics, progress and a warning for a case the infrastructure could not finish."""
+        spec, m = self.spec, self.ctx.metrics
+        self.tally.counts[row["status"]] = self.tally.counts.get(row["status"], 0) + 1
+        m.cases.labels(spec.name, row["model"], row["prompt_type"], row["status"]).inc()
+        m.case_seconds.labels(spec.name, row["model"]).observe(elapsed)
         if cost:
-            m.cost.labels(spec.name, case.model).inc(cost)
-        self.heartbeat.beat()
-        if row["status"] in ("error", "timeout"):
+            m.cost.labels(spec.name, row["model"]).inc(cost)
+        self.ctx.heartbeat.beat()
+        if row["status"] in RETRY_STATUSES:
             log.warning("case failed; a rerun retries it", extra={k: row[k] for k in (
                 "case_id", "model", "prompt_type", "task_type", "status", "attempt", "error_type",
                 "error_message")})
-        self.on_case_done(row)
 
     def _skip(self, reason: str) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        self.tally.skipped[reason] = self.tally.skipped.get(reason, 0) + 1
 
     async def _guarded(self, case: Case) -> None:
         try:
@@ -145,14 +166,14 @@ class ShardScheduler:
             if n % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)
             if not self.runner.exists(case):
-                self.absent += 1
-                self.on_absent()
+                self.tally.absent += 1
+                self.hooks.on_absent()
                 continue
             if (why := self.runner.available(case)) is not None:
                 self._skip(why)
                 continue
             await slots.acquire()
-            if (why := self.gate()) is not None:
+            if (why := self.hooks.gate()) is not None:
                 slots.release()
                 self.stopped_by = why
                 return

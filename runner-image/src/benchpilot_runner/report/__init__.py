@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 
-from ..sink import PART_RE
+from ..contract.layout import PART_RE
 from .compare import ReferenceError
 from .loading import Loaded, case_details, dedupe, load, losers_of, winners
 from .summary import summarize

@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 
-from ..spec import STATUSES
+from ..contract.outcomes import STATUSES
 from ..stats.codes import combine
 from .frame import SUCCESS, Frame
 from .groups import SET_KEYS

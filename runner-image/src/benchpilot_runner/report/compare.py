@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..contract.outcomes import ConfigError
 from ..stats.paired import Pairs, difference, holm, success_test, t_test, tied_groups
 from .frame import SUCCESS, Frame
 
 REFERENCE = {"workflow": "optimal", "text2sql": "zero_shot"}  # a suite may say its own: reference_prompt_type
 
 
-class ReferenceError(ValueError):
+class ReferenceError(ConfigError, ValueError):
     """The reference prompt type asked for is in none of the result sets."""
 
 
@@ -114,7 +115,8 @@ def reference_for(frame: Frame, s: int, asked: str | None) -> str | None:
     """The reference prompt type of result set ``s``: the one asked for, else its suite's default."""
     if asked:
         return asked
-    from ..spec import SpecError, find_suite
+    from ..contract.fields import SpecError
+    from ..contract.registry import find_suite
 
     suite = frame.set_suite[s]
     try:

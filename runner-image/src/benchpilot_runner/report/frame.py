@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..spec import FINAL_STATUSES, STATUSES
+from ..contract.outcomes import FINAL_STATUSES, STATUSES
 from ..stats.codes import combine
 from .loading import EXTRA_PREFIX, Loaded
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spec import STATUSES
+from ..contract.outcomes import STATUSES
 from ..stats.intervals import Clusters, Interval, mean_interval, rate_interval
 from ..stats.codes import combine
 from .frame import PARTIAL, SUCCESS, Frame

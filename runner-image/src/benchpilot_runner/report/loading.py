@@ -10,9 +10,7 @@ summary flags and dropped; :func:`case_details` reads it back only for the few c
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -20,8 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..sink import SCHEMA, list_parts, open_uri, read_part
-from ..spec import FINAL_STATUSES
+from ..contract.layout import uid_of_part
+from ..results.rows import SCHEMA, list_parts, read_part
+from ..results.store import open_uri
+from ..contract.outcomes import FINAL_STATUSES
 from . import tools
 
 log = logging.getLogger("benchpilot.report")
@@ -34,7 +34,8 @@ EXTRA_PREFIX = "x_"  # a suite's summary flag, read out of the details JSON per 
 
 def _summary_fields(suite: str) -> tuple[str, ...]:
     """The boolean ``details`` keys a suite asks the report to average (none for an unknown suite)."""
-    from ..spec import SpecError, find_suite
+    from ..contract.fields import SpecError
+    from ..contract.registry import find_suite
 
     try:
         return tuple(getattr(find_suite(suite), "summary_fields", ()))
@@ -88,17 +89,12 @@ class Loaded:
         return keep
 
 
-def _uid_of(part: str) -> str:
-    bits = part.rstrip("/").split("/")
-    return bits[-3] if len(bits) >= 3 else ""
-
-
 def _read(fs, part: str) -> tuple[str, pa.Table | None, str | None]:
     try:
         table = read_part(fs, part, (*READ_COLUMNS, "details"), dictionaries=True)
         details = table.column("details")
         table = tools.add_columns(_flags(table.drop_columns(["details"]), details), details)
-        uid = pa.DictionaryArray.from_arrays(pa.array(np.zeros(table.num_rows, np.int32)), pa.array([_uid_of(part)]))
+        uid = pa.DictionaryArray.from_arrays(pa.array(np.zeros(table.num_rows, np.int32)), pa.array([uid_of_part(part)]))
         return part, table.append_column("uid", uid), None
     except Exception as exc:  # noqa: BLE001 - report what could not be read, go on with the rest
         return part, None, f"{type(exc).__name__}: {exc}"[:300]

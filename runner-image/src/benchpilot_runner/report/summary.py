@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.compute as pc
 
-from ..spec import FINAL_STATUSES, STATUSES
+from ..contract.outcomes import FINAL_STATUSES, STATUSES
 from . import cases as case_list
 from . import compare, cost, groups, tools
 from .frame import Frame, build

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
+from ..contract.outcomes import ConfigError
 from ..llm.base import ChatResult
 
 # messages, tools -> one assistant answer (an endpoint's or a simulated model's)
@@ -33,7 +34,7 @@ Chat = Callable[[list[dict], list[dict]], Awaitable[ChatResult]]
 RESULT_FIELDS = ("status", "score", "error_type", "error_message", "details")
 
 
-class SuiteError(Exception):
+class SuiteError(ConfigError):
     """The suite cannot run this spec (a dataset missing or malformed); names the file and the field."""
 
 

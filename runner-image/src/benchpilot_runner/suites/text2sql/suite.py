@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from ...spec import MAX_STRING, SpecError, show
+from ...contract.fields import MAX_STRING, SpecError, show
 from ..base import Retrieval, Vocabulary
 from . import vocab
 from .scoring import DEFAULT_MODE, MODES

@@ -15,7 +15,7 @@ import random
 import zlib
 
 from ...llm.base import ChatResult
-from ...spec import SimModel
+from ...contract.types import SimModel
 from .generator import Step, Task, step
 from .registry import BY_NAME, TOOLS
 

@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -19,12 +20,28 @@ from typing import Callable
 
 import fsspec
 
+from ..contract.fields import SpecError, check_number
+from ..contract.layout import SUCCESS, shard_name
+from ..redact import scrub
 from .bounded import call_within
-from .redact import scrub
-from .sink import SUCCESS, shard_name, write_whole
+from .store import write_whole
 
-log = logging.getLogger("benchpilot.sink")
+log = logging.getLogger("benchpilot.results")
 FINAL_WRITE_S = 30.0  # the default budget of a final write (the last part, a marker), client retries included
+FINAL_WRITE_ENV = "BENCHPILOT_FINAL_WRITE_SECONDS"  # another budget, for a store known to be slow
+
+
+def final_write_budget(env=None) -> float:
+    """Seconds a shard's final writes (its last part and its ``_SUCCESS``; the run's ``_SUCCESS``) may take,
+    the storage client's own retries included: ``BENCHPILOT_FINAL_WRITE_SECONDS``, else 30."""
+    raw = (os.environ if env is None else env).get(FINAL_WRITE_ENV)
+    if raw in (None, ""):
+        return FINAL_WRITE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SpecError(f"env {FINAL_WRITE_ENV}", f"{raw[:40]!r} is not a number of seconds") from None
+    return check_number(value, f"env {FINAL_WRITE_ENV}", minimum=0.0, maximum=3600.0, exclusive_min=True)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from benchpilot_runner import procs
+from benchpilot_runner.results import procs
 from benchpilot_runner.contract.outcomes import ExitCode
 from tests.helpers import BENCHPILOT, ROOT, manifest, run_cli, wait_for, write_manifest
 from tests.servers.s3_faults import S3FaultProxy

@@ -30,3 +30,21 @@ def test_the_operator_imports_the_runner_only_through_the_contract():
              for imported in graph.find_modules_directly_imported_by(m)
              if imported.startswith("benchpilot_runner") and not imported.startswith(allowed)}
     assert found == set()
+
+
+def test_a_planted_wrong_import_is_caught(tmp_path):
+    """The contracts can fail: a copy of the tree where the operator's pure plan imports the runner's
+    scheduler, and the runner's contract imports storage, is refused naming both."""
+    for d in ("operator/src", "runner-image/src"):
+        shutil.copytree(ROOT / d, tmp_path / d, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    plan = tmp_path / "operator/src/benchpilot_operator/plan.py"
+    plan.write_text(plan.read_text() + "\nfrom benchpilot_runner import scheduler  # planted\n")
+    sizing = tmp_path / "runner-image/src/benchpilot_runner/contract/sizing.py"
+    sizing.write_text(sizing.read_text() + "\nimport fsspec  # planted\n")
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{tmp_path}/operator/src:{tmp_path}/runner-image/src"}
+    res = subprocess.run([exe, "--no-cache"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "benchpilot_operator.plan -> benchpilot_runner.scheduler" in res.stdout
+    assert "benchpilot_runner.contract.sizing -> fsspec" in res.stdout

@@ -17,7 +17,7 @@ from benchpilot_runner.contract.fields import SpecError
 from benchpilot_runner.contract.parse import parse_manifest
 from benchpilot_runner.cases import CaseProgress, CaseRunner
 from benchpilot_runner.suites.base import Retrieval
-from benchpilot_runner.suites.text2sql import builtin, dataset as D, prompts, scoring, vocab
+from benchpilot_runner.suites.text2sql import builtin, builtin_db, dataset as D, prompts, scoring, vocab
 from benchpilot_runner.suites.text2sql.pipeline import Text2SqlRunner, vote
 from benchpilot_runner.suites.text2sql.sim import invalid_query, wrong_query
 from benchpilot_runner.suites.text2sql.sqlexec import ExecResult, SqlRunner
@@ -25,7 +25,7 @@ from benchpilot_runner.suites.text2sql.sqlexec import ExecResult, SqlRunner
 
 @pytest.fixture(scope="module")
 def dbs(tmp_path_factory) -> dict[str, Path]:
-    return builtin.ensure_databases(tmp_path_factory.mktemp("t2s"))
+    return builtin_db.ensure_databases(tmp_path_factory.mktemp("t2s"))
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def t2s_manifest(**matrix) -> dict:
 
 def test_databases_are_seeded_with_foreign_keys_and_realistic_sizes(dbs, tmp_path):
     assert len(dbs) == 5
-    again = builtin.ensure_databases(tmp_path)
+    again = builtin_db.ensure_databases(tmp_path)
     for db_id, path in dbs.items():
         conn = sqlite3.connect(path)
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
@@ -67,7 +67,7 @@ def test_questions_are_deterministic_distinct_and_their_gold_sql_runs(dbs, conns
             for i in range(30):
                 q = builtin.make_question(shape, diff, i, conns)
                 assert q == builtin.make_question(shape, diff, i, conns)
-                assert q.db_id == builtin.DATABASES[i % 5].db_id
+                assert q.db_id == builtin_db.DATABASES[i % 5].db_id
                 res = runner.run_sync(str(dbs[q.db_id]), q.sql)
                 assert res.ok, (q.question_id, q.sql, res)
                 assert D.classify(q.sql) == shape, (q.question_id, q.sql)

@@ -122,7 +122,17 @@ async def reconcile_run(body: dict, client: KubeClient, cfg: OperatorConfig, met
     shards = await observe(client, meta, spec.sharding.shards, cfg)
     status, acts = reconcile(spec, plan, shards, prev, cfg, generation=generation,
                              results_uri=results_uri(spec, meta))
-    ns = meta["namespace"]
+    await _record_first(client, meta, status, prev, acts)
+    for reason in acts.retries:
+        metrics.retries.labels(key, reason).inc()
+    status = await _act(client, meta, spec, plan, cfg, status, prev, acts)
+    await post_events(client, body, acts.events)
+    metrics.observe(key, status)
+    return status
+
+
+async def _record_first(client: KubeClient, meta: dict, status: dict, prev: dict, acts) -> None:
+    """Write the bookkeeping an action depends on before acting, so a crash in between repeats nothing."""
     urgent = dict(acts.urgent_status or {})
     if status.get("limitShares") and status["limitShares"] != prev.get("limitShares"):
         # the shares new Jobs are created with are recorded first: a failure in between never lets the
@@ -130,10 +140,15 @@ async def reconcile_run(body: dict, client: KubeClient, cfg: OperatorConfig, met
         # (a merge patch: released shards must be sent as null, or the stored map would keep them)
         urgent.update(merge_patch({"limitShares": prev.get("limitShares") or {}},
                                   {"limitShares": status["limitShares"]}), limitSharesPublished=False)
-    if urgent:  # record bookkeeping before acting, so a crash in between repeats nothing
-        await client.merge_patch(f"{runs_path(ns)}/{meta['name']}/status", {"status": urgent})
-    for reason in acts.retries:
-        metrics.retries.labels(key, reason).inc()
+    if urgent:
+        await client.merge_patch(f"{runs_path(meta['namespace'])}/{meta['name']}/status", {"status": urgent})
+
+
+async def _act(client: KubeClient, meta: dict, spec, plan, cfg: OperatorConfig, status: dict, prev: dict,
+               acts) -> dict:
+    """Create, replace, suspend and resume Jobs and publish the shares, all at once; returns the status
+    with what could not be done said on it (RBAC refusals); any other failure is raised."""
+    ns = meta["namespace"]
 
     async def create(c) -> None:
         sp = plan.shards[c.index]
@@ -172,9 +187,7 @@ async def reconcile_run(body: dict, client: KubeClient, cfg: OperatorConfig, met
         status = with_condition(status, "Ready", False, "Forbidden",
                                 f"the operator's RBAC refused an action: {str(forbidden[0])[:400]}; grant the "
                                 "verb in the operator's Role/ClusterRole (charts/benchpilot/templates/rbac.yaml)")
-        log.error("RBAC refused an action", extra={"run": key, "error": str(forbidden[0])[:400]})
+        log.error("RBAC refused an action", extra={"run": f"{ns}/{meta['name']}", "error": str(forbidden[0])[:400]})
     if other:
         raise other[0]
-    await post_events(client, body, acts.events)
-    metrics.observe(key, status)
     return status

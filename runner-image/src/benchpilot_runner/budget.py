@@ -8,6 +8,7 @@ its shard's share of the run's budget (the budget divided by the number of shard
 
 from __future__ import annotations
 
+from .contract.outcomes import Reason
 from .contract.types import Budget
 
 
@@ -28,7 +29,7 @@ class BudgetTracker:
         """Why no new case may start, or None."""
         scope = "the run's budget" if self.share == 1.0 else f"this shard's share ({self.share:.3g}) of the budget"
         if self.max_cost is not None and self.spent_usd >= self.max_cost:
-            return f"{scope} is spent: ${self.spent_usd:.4f} of maxCostUSD ${self.max_cost:.4f} (BudgetExhausted)"
+            return f"{scope} is spent: ${self.spent_usd:.4f} of maxCostUSD ${self.max_cost:.4f} ({Reason.BUDGET_EXHAUSTED.value})"
         if self.max_tokens is not None and self.spent_tokens >= self.max_tokens:
-            return f"{scope} is spent: {self.spent_tokens} of maxTokens {self.max_tokens} tokens (BudgetExhausted)"
+            return f"{scope} is spent: {self.spent_tokens} of maxTokens {self.max_tokens} tokens ({Reason.BUDGET_EXHAUSTED.value})"
         return None

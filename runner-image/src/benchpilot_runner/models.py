@@ -19,6 +19,8 @@ from .llm.client import AiohttpTransport, OpenAIClient, Transport
 from .llm.limits import EndpointLimiter
 from .metrics import RunnerMetrics
 from .contract.fields import SpecError
+from .contract.registry import find_provider
+from .contract.shares import share_of
 from .contract.types import RunSpec
 
 log = logging.getLogger("benchpilot.models")
@@ -53,56 +55,51 @@ def build_clients(spec: RunSpec, metrics: RunnerMetrics, heartbeat: Heartbeat, *
                   transport: Transport | None = None, concurrency: int | None = None,
                   fraction: float = 1.0, env: Mapping[str, str] | None = None) -> Endpoints:
     """Clients for every endpoint a model of the matrix uses, each limited to ``fraction`` of the
-    endpoint's run-wide limits (1 locally, where every shard shares one limiter; a pod's share on a cluster)."""
+    endpoint's run-wide limits (1 locally, where every shard shares one limiter; a pod's share on a cluster).
+    The client is made by the provider of the models using the endpoint (``contract.registry``)."""
     env = os.environ if env is None else env
     out = Endpoints()
-    used = {m.endpoint for m in spec.models if not m.simulated}
+    providers = {m.endpoint: m.provider for m in spec.models if not m.simulated}
     for ep in spec.endpoints:
-        if ep.name not in used:
+        if ep.name not in providers:
             continue
-        key = env.get(ep.key_env) or None
-        if not key and ep.key_required:
-            what = "apiKeySecretRef" if ep.api_key_secret else "apiKeyEnv"
-            raise SpecError(f"{_field_of(spec, ep.name)}.{what}",
-                            f"the API key of endpoint {ep.name!r} is expected in environment variable "
-                            f"{ep.key_env}, which is not set")
-        if not key:
-            log.warning("no API key for endpoint; requests go without Authorization",
-                        extra={"endpoint": ep.name, "variable": ep.key_env})
-        redact.register(key)
-        rpm, tpm, conc = scaled(ep, fraction)
-        limiter = EndpointLimiter(rpm, tpm, conc, fraction=max(0.0, min(1.0, fraction)), name=ep.name)
+        key = _key(spec, ep, env)
+        share = share_of(ep.limits, fraction)
+        limiter = EndpointLimiter(share.requests_per_minute, share.tokens_per_minute, share.max_concurrency,
+                                  fraction=max(0.0, min(1.0, fraction)), name=ep.name)
         tr = transport
         if tr is None:
-            tr = AiohttpTransport(limit=min(conc or 10**6, concurrency or spec.sharding.concurrency_per_shard
-                                            * spec.sharding.shards, 1000))
+            tr = AiohttpTransport(limit=min(share.max_concurrency or 10**6, concurrency or
+                                            spec.sharding.concurrency_per_shard * spec.sharding.shards, 1000))
             out._own.append(tr)
         out.limiters[ep.name] = limiter
-        out.clients[ep.name] = OpenAIClient(
-            ep.base_url, key, transport=tr, limiter=limiter, request_timeout_s=ep.request_timeout_s,
-            max_retries=ep.max_retries, headers=dict(ep.headers), name=ep.name,
-            observer=_observer(spec, metrics, heartbeat))
+        out.clients[ep.name] = find_provider(providers[ep.name]).client(
+            ep, key, transport=tr, limiter=limiter, observer=_observer(spec, metrics, heartbeat))
     return out
 
 
-MIN_RPM = 0.01  # a shard without a share yet waits (about one request a hundred minutes) until it gets one
-
-
-def scaled(ep, fraction: float) -> tuple[float | None, float | None, int | None]:
-    """An endpoint's (requests/min, tokens/min, concurrency) times ``fraction``."""
-    f = max(0.0, min(1.0, fraction))
-    rpm = max(MIN_RPM, ep.limits.requests_per_minute * f) if ep.limits.requests_per_minute else None
-    tpm = max(MIN_RPM, ep.limits.tokens_per_minute * f) if ep.limits.tokens_per_minute else None
-    conc = max(1, int(ep.limits.max_concurrency * f)) if ep.limits.max_concurrency else None
-    return rpm, tpm, conc
+def _key(spec: RunSpec, ep, env: Mapping[str, str]) -> str | None:
+    """The endpoint's API key from the environment, registered with :mod:`.redact`; an error where the spec asked for one."""
+    key = env.get(ep.key_env) or None
+    if not key and ep.key_required:
+        what = "apiKeySecretRef" if ep.api_key_secret else "apiKeyEnv"
+        raise SpecError(f"{_field_of(spec, ep.name)}.{what}",
+                        f"the API key of endpoint {ep.name!r} is expected in environment variable "
+                        f"{ep.key_env}, which is not set")
+    if not key:
+        log.warning("no API key for endpoint; requests go without Authorization",
+                    extra={"endpoint": ep.name, "variable": ep.key_env})
+    redact.register(key)
+    return key
 
 
 def apply_fraction(spec: RunSpec, endpoints: Endpoints, fraction: float) -> None:
     """A larger share arrived: raise every endpoint's rates (concurrency stays as started)."""
     for ep in spec.endpoints:
         if ep.name in endpoints.limiters:
-            rpm, tpm, _ = scaled(ep, fraction)
-            endpoints.limiters[ep.name].set_share(rpm, tpm, fraction=max(0.0, min(1.0, fraction)))
+            share = share_of(ep.limits, fraction)
+            endpoints.limiters[ep.name].set_share(share.requests_per_minute, share.tokens_per_minute,
+                                                  fraction=max(0.0, min(1.0, fraction)))
 
 
 def _observer(spec: RunSpec, metrics: RunnerMetrics, heartbeat: Heartbeat):

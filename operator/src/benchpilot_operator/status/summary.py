@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from benchpilot_runner.contract.estimate import estimate, from_spec
+from benchpilot_runner.contract.outcomes import Reason
 from benchpilot_runner.redact import scrub
 from benchpilot_runner.contract.types import RunSpec
 
@@ -65,7 +66,7 @@ def phase_of(spec: RunSpec, p: Progress, d: Decisions, conds_prev: list[dict], n
     finished = c["succeeded"] + c["failed"] == c["total"]
     fail_fast = spec.failure_policy == "fail" and d.failed
     if finished and not d.failed and p.budget_stopped:
-        return "Succeeded", [condition(conds_prev, "Complete", True, "BudgetExhausted", scrub(
+        return "Succeeded", [condition(conds_prev, "Complete", True, Reason.BUDGET_EXHAUSTED.value, scrub(
             f"the budget stopped {len(p.budget_stopped)} shards with {p.done}/{p.total} cases done; raise "
             "spec.budget to run the missing cases: " + next(iter(p.budget_stopped.values()), ""))[:1000], now)]
     if finished and not d.failed:

@@ -34,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..base import SuiteError
-from . import builtin
+from . import builtin, builtin_db
 from .hardness import levels
 from .hints import generic_hints
 from .introspect import _descriptions, introspect  # noqa: F401 - re-exported
@@ -90,14 +90,14 @@ class BuiltinDataset(Dataset):
 
     def __init__(self, root: Path | None = None):
         super().__init__()
-        self.db_paths = builtin.ensure_databases(root)
+        self.db_paths = builtin_db.ensure_databases(root)
         self._conns = {k: connect_readonly(v) for k, v in self.db_paths.items()}
         self._questions: dict[tuple, Item] = {}
         self._values: dict = {}  # db -> (table, column) -> distinct values, read once
 
     def _introspect(self, db_id: str) -> Schema:
         s = introspect(db_id, self.db_paths[db_id])
-        d = builtin.BY_ID[db_id]
+        d = builtin_db.BY_ID[db_id]
         meta = {(t.name, c.name): c for t in d.tables for c in t.cols}
         cols = []
         for c in s.columns:
@@ -122,7 +122,7 @@ class BuiltinDataset(Dataset):
         """Solved questions of the same database and difficulty, of other shapes (never the question itself)."""
         instance = int(item.question_id.rsplit("-", 1)[1])
         shapes = [t for t in TASK_TYPES if t != item.task_type]
-        n = len(builtin.DATABASES)
+        n = len(builtin_db.DATABASES)
         return [self.question(shapes[j % len(shapes)], item.difficulty, instance + n * (j + 1)) for j in range(k)]
 
     def all_questions(self, instances: int) -> list[Item]:
@@ -256,7 +256,7 @@ def _localize(uri: str, questions: str | None, databases: str | None, local_root
         return Path(uri.removeprefix("file://")).expanduser()
     import fsspec
 
-    base = (local_root or builtin.data_dir()) / "datasets"
+    base = (local_root or builtin_db.data_dir()) / "datasets"
     part: Path | None = None
     try:
         fs, root = fsspec.core.url_to_fs(uri)
@@ -277,24 +277,7 @@ def _localize(uri: str, questions: str | None, databases: str | None, local_root
         if (dest / ".complete").exists():
             return dest
         part = base / f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part"
-        shutil.rmtree(part, ignore_errors=True)
-        part.mkdir(parents=True)
-        fs.get(f"{root}/{qname}", str(part / qname))
-        copied = (part / qname).stat().st_size
-        for db_id in _named_databases(part / qname):
-            src = f"{root}/{dbname}/{db_id}"
-            if not fs.isfile(f"{src}/{db_id}.sqlite"):
-                raise SuiteError(f"{uri}/{dbname}/{db_id}/{db_id}.sqlite: the database of questions with "
-                                 f"db_id {db_id!r} in {qname} does not exist")
-            fs.get(src, str(part / dbname / db_id), recursive=True)
-            copied += sum(f.stat().st_size for f in (part / dbname / db_id).rglob("*") if f.is_file())
-        (part / ".complete").write_text(uri)
-        try:
-            os.rename(part, dest)
-        except OSError:  # another process finished first (use its copy), or a stale incomplete folder
-            if not (dest / ".complete").exists():
-                shutil.rmtree(dest, ignore_errors=True)
-                os.rename(part, dest)
+        copied = _copy_into(fs, uri, root, qname, dbname, part, dest)
         log.info("dataset copied", extra={"uri": uri, "bytes": copied, "to": str(dest)})
     except SuiteError:
         raise
@@ -306,6 +289,30 @@ def _localize(uri: str, questions: str | None, databases: str | None, local_root
         if part is not None:
             shutil.rmtree(part, ignore_errors=True)
     return dest
+
+
+def _copy_into(fs, uri: str, root: str, qname: str, dbname: str, part: Path, dest: Path) -> int:
+    """Copy the questions file and the databases it names into ``part``, then rename it to ``dest``;
+    returns the bytes copied. The caller removes ``part`` whatever happens."""
+    shutil.rmtree(part, ignore_errors=True)
+    part.mkdir(parents=True)
+    fs.get(f"{root}/{qname}", str(part / qname))
+    copied = (part / qname).stat().st_size
+    for db_id in _named_databases(part / qname):
+        src = f"{root}/{dbname}/{db_id}"
+        if not fs.isfile(f"{src}/{db_id}.sqlite"):
+            raise SuiteError(f"{uri}/{dbname}/{db_id}/{db_id}.sqlite: the database of questions with "
+                             f"db_id {db_id!r} in {qname} does not exist")
+        fs.get(src, str(part / dbname / db_id), recursive=True)
+        copied += sum(f.stat().st_size for f in (part / dbname / db_id).rglob("*") if f.is_file())
+    (part / ".complete").write_text(uri)
+    try:
+        os.rename(part, dest)
+    except OSError:  # another process finished first (use its copy), or a stale incomplete folder
+        if not (dest / ".complete").exists():
+            shutil.rmtree(dest, ignore_errors=True)
+            os.rename(part, dest)
+    return copied
 
 
 def _is_db_id(db_id: str) -> bool:

@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, help="serve /metrics and /healthz on 127.0.0.1:PORT")
     run.add_argument("--cache", help="a cache folder made by 'benchpilot cache build' (embedding retrieval)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar or summary table")
+    run.add_argument("--reuse", action="store_true",
+                     help="answer identical requests from earlier results (this run's own and spec.reuse.sources)")
+    run.add_argument("--reuse-from", action="append", metavar="URI", default=[],
+                     help="also reuse the answers kept under this result URI (repeatable; turns reuse on)")
 
     _plan_parser(sub)
 
@@ -116,7 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .manifest import load_manifest
     from .suites.base import Retrieval
 
-    spec = with_overrides(load_manifest(args.manifest), output=args.output, shards=args.shards)
+    spec = with_overrides(load_manifest(args.manifest), output=args.output, shards=args.shards,
+                          reuse=args.reuse, reuse_from=tuple(args.reuse_from))
     _free_port(args.metrics_port, "--metrics-port")
     retrieval = Retrieval()
     cache_dir = args.cache or spec.cache_path

@@ -27,6 +27,9 @@ SCHEMA = pa.schema([
     ("error_message", pa.string()), ("latency_s", pa.float64()), ("turns", pa.int32()),
     ("tool_calls", pa.int32()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
     ("cost_usd", pa.float64()), ("started_at", _TS), ("finished_at", _TS), ("details", pa.string()),
+    # issue 22: what the model said (answers/transcript.py), answers reused instead of paid, who scored it
+    ("transcript", pa.string()), ("reused", pa.int32()), ("saved_tokens", pa.int64()), ("saved_usd", pa.float64()),
+    ("served_model", pa.string()), ("system_fingerprint", pa.string()), ("scoring_version", pa.string()),
 ])
 COLUMNS = tuple(SCHEMA.names)
 REQUIRED = ("run", "namespace", "case_id", "status")
@@ -34,7 +37,7 @@ _TEXT = frozenset(f.name for f in SCHEMA if f.type == pa.string())
 MAX_DETAILS = 16384  # bytes of a suite's details JSON kept in a row
 MAX_ERROR_MESSAGE = 500
 DICTIONARY_COLUMNS = ("run", "namespace", "suite", "model", "prompt_type", "difficulty", "task_type", "status",
-                      "error_type")  # few distinct values: kept dictionary-encoded when read in bulk
+                      "error_type", "served_model", "scoring_version")  # few distinct values: kept dictionary-encoded when read in bulk
 
 
 def details_text(value: Any) -> str | None:

@@ -1,0 +1,118 @@
+"""The answers earlier results hold, read once when a run starts: answer key -> the kept response.
+
+Sources are this run's own folder (a rerun of a failed case reuses the answers it already got) and
+the result URIs the spec or ``--reuse-from`` names. Each is read as the report reads results:
+every part under the URI, whoever wrote it. Parts are immutable and every writer writes its own
+names, so answers added by many pods at once are all here, with no lock and no shared index file
+to lose them. A source that cannot be read, holds no parts, or holds another suite's results is
+refused (:class:`ReuseError`, exit 2); a transcript that cannot be parsed is counted, not fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow.compute as pc
+
+from ..contract.outcomes import ConfigError
+from ..redact import scrub
+from ..results.rows import list_parts, read_part
+from ..results.store import open_uri
+from . import transcript as T
+from .keys import KEY_VERSION
+
+log = logging.getLogger("benchpilot.answers")
+
+
+class ReuseError(ConfigError):
+    """A reuse source that cannot be used: unreadable, empty, or another suite's results."""
+
+
+@dataclass
+class AnswerIndex:
+    """Answer key -> the response as JSON text (parsed anew for each hit: no answer is shared)."""
+
+    answers: dict[str, str] = field(default_factory=dict)
+    counts: Counter = field(default_factory=Counter)  # parts, rows, answers, duplicates, unparsable, other_scheme
+    sources: list[str] = field(default_factory=list)
+
+    def get(self, key: str) -> dict | None:
+        text = self.answers.get(key)
+        return None if text is None else json.loads(text)
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+    def add_transcript(self, text: str) -> None:
+        """Every complete answer of one row's transcript (an unreadable one is counted and skipped)."""
+        self.counts["transcripts"] += 1
+        try:
+            doc = T.parse(text)
+            if doc.get("key_version") != KEY_VERSION:
+                self.counts["other_scheme"] += 1
+                return
+            found = list(T.answers(doc))
+        except T.TranscriptError:
+            self.counts["unparsable"] += 1
+            return
+        for key, response in found:
+            if key in self.answers:
+                self.counts["duplicates"] += 1
+            else:
+                self.answers[key] = json.dumps(response, separators=(",", ":"))
+
+
+def _parts(uri: str, *, must_exist: bool) -> tuple[object, list[str]]:
+    try:
+        fs, root = open_uri(uri)
+        parts = list_parts(fs, root, recursive=True) if fs.exists(root) else []
+    except ConfigError as exc:
+        raise ReuseError(f"reuse source {uri}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to list means unreadable; say which
+        raise ReuseError(f"reuse source {uri} is not readable: {type(exc).__name__}: {scrub(str(exc))[:200]}") from None
+    if must_exist and not parts:
+        raise ReuseError(f"reuse source {uri} holds no result parts (give a run folder or results root)")
+    return fs, parts
+
+
+def _suites(table) -> set[str]:
+    return {s for s in pc.unique(table.column("suite")).to_pylist() if s}
+
+
+def add_source(index: AnswerIndex, uri: str, suite: str, *, must_exist: bool = True) -> None:
+    """Every answer under ``uri``; refused when it is unreadable or holds another suite's results."""
+    fs, parts = _parts(uri, must_exist=must_exist)
+    for part in parts:
+        try:
+            table = read_part(fs, part, ("suite", "transcript"))
+        except Exception as exc:  # noqa: BLE001
+            raise ReuseError(f"reuse source {uri}: part {part} is not readable: "
+                             f"{type(exc).__name__}: {scrub(str(exc))[:200]}") from None
+        other = _suites(table) - {suite}
+        if other:
+            raise ReuseError(f"reuse source {uri} holds results of suite {sorted(other)[0]!r}; this run's suite is "
+                             f"{suite!r} (answers are reused only within one suite)")
+        index.counts["parts"] += 1
+        index.counts["rows"] += table.num_rows
+        for text in table.column("transcript").to_pylist():
+            if text:
+                index.add_transcript(text)
+    index.sources.append(uri)
+
+
+def load_index(suite: str, sources: tuple[str, ...], own: str | None = None) -> AnswerIndex:
+    """The answers of ``sources`` (each must hold parts of ``suite``) and of the run's own folder ``own``."""
+    index = AnswerIndex()
+    if own is not None:
+        add_source(index, own, suite, must_exist=False)
+    for uri in sources:
+        add_source(index, uri, suite)
+    index.counts["answers"] = len(index)
+    log.info("answers for reuse loaded", extra={"sources": index.sources, **dict(index.counts)})
+    if index.counts["unparsable"] or index.counts["other_scheme"]:
+        log.warning("some transcripts were not used for reuse", extra={
+            "unparsable": index.counts["unparsable"], "other_key_scheme": index.counts["other_scheme"]})
+    return index

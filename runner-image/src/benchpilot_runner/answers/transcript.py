@@ -1,0 +1,161 @@
+"""A case's transcript: every request it sent and every answer it got, kept in its result row. Pure.
+
+The ``transcript`` column is JSON text (format 1)::
+
+    {"v": 1, "key_version": "bp-answer-1", "endpoint": "<base URL, normalised>", "instance": 3,
+     "entries": [{"key": "<answer key>", "occ": 0, "model": "<id as sent>",
+                  "request": {"prefix": 4, "messages": [<messages after the first 4 of the previous request>],
+                              "tools": [...] | "same", "params": {<every other body field>}},
+                  "response": {"message": {...}, "usage": [prompt, completion], "finish_reason": "stop",
+                               "served_model": "...", "fingerprint": "..."},
+                  "reused": true},                      # answered from earlier results, not the provider
+                 {"key": ..., "request": ..., "error": {"type": "http_error", "message": "..."}}],
+     "truncated": {"entries": 40, "kept": 31, "bytes": 301234}}   # only when it was bounded
+
+A request repeats the previous one's messages (a conversation grows by appending), so it keeps only
+the messages after the common prefix, and ``"same"`` tools: storage grows with a conversation's
+length, not its square. No header (so no credential) is ever kept; the row's text is scrubbed like
+every text (:func:`results.rows.make_row`). Over ``MAX_BYTES`` the last entries are dropped, the
+``truncated`` marker says how many; the entries kept are whole.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+from typing import Iterator
+
+from .keys import KEY_VERSION, normalize_base_url
+
+FORMAT = 1
+MAX_BYTES = 256 * 1024  # of one case's transcript JSON
+INCOMPLETE = frozenset({"length", "content_filter"})  # finish reasons of answers that were cut off: never reused
+
+
+class Transcript:
+    """What one case sent and got; the scheduler makes one per case (:data:`CURRENT`)."""
+
+    def __init__(self, instance: int):
+        self.instance = int(instance)
+        self.endpoint: str | None = None
+        self.entries: list[dict] = []
+        self.reused = 0
+        self.saved = [0, 0]  # prompt, completion tokens of the reused answers
+        self.served_model: str | None = None
+        self.fingerprint: str | None = None
+        self._occ: dict[str, int] = {}
+        self._last_messages: list = []
+        self._last_tools = None
+
+    def occurrence(self, digest: str) -> int:
+        """How many times this case sent this very request before (the sample index within the case)."""
+        n = self._occ.get(digest, 0)
+        self._occ[digest] = n + 1
+        return n
+
+    def _request(self, body: dict) -> dict:
+        messages = list(body.get("messages") or [])
+        prev, n = self._last_messages, 0
+        while n < len(prev) and n < len(messages) and prev[n] == messages[n]:
+            n += 1
+        req: dict = {"prefix": n, "messages": messages[n:]} if n else {"messages": messages}
+        tools = body.get("tools")
+        if tools is not None:
+            req["tools"] = "same" if tools == self._last_tools else tools
+        req["params"] = {k: v for k, v in body.items() if k not in ("model", "messages", "tools")}
+        self._last_messages, self._last_tools = messages, tools
+        return req
+
+    def record(self, endpoint: str, body: dict, key: str, occurrence: int, result=None,
+               error: BaseException | None = None) -> None:
+        """One request and its answer (an ``llm.base.ChatResult``) or the error it ended in."""
+        self.endpoint = self.endpoint or normalize_base_url(endpoint)
+        entry = {"key": key, "occ": occurrence, "model": body.get("model"), "request": self._request(body)}
+        if result is not None:
+            usage = list(result.saved_tokens) if result.reused else [result.prompt_tokens, result.completion_tokens]
+            entry["response"] = {"message": result.message, "usage": usage, "finish_reason": result.finish_reason,
+                                 "served_model": result.served_model, "fingerprint": result.fingerprint}
+            if result.reused:
+                entry["reused"] = True
+                self.reused += 1
+                self.saved[0] += usage[0]
+                self.saved[1] += usage[1]
+            self.served_model = result.served_model or self.served_model
+            self.fingerprint = result.fingerprint or self.fingerprint
+        else:
+            entry["error"] = {"type": getattr(error, "error_type", type(error).__name__),
+                              "message": str(error)[:500]}
+        self.entries.append(entry)
+
+    def to_json(self, limit: int = MAX_BYTES) -> str | None:
+        """The transcript's JSON text, at most ``limit`` bytes (whole entries dropped from the end)."""
+        if not self.entries:
+            return None
+        head = {"v": FORMAT, "key_version": KEY_VERSION, "endpoint": self.endpoint, "instance": self.instance}
+        text = json.dumps({**head, "entries": self.entries}, default=str)
+        if len(text.encode()) <= limit:
+            return text
+        kept, size = [], 200 + len(json.dumps(head))
+        for entry in self.entries:
+            one = json.dumps(entry, default=str)
+            if size + len(one.encode()) + 2 > limit:
+                break
+            kept.append(one)
+            size += len(one.encode()) + 2
+        marker = {"entries": len(self.entries), "kept": len(kept), "bytes": len(text.encode())}
+        return (json.dumps({**head, "truncated": marker})[:-1] + ', "entries": [' + ", ".join(kept) + "]}")
+
+    def row_fields(self) -> dict:
+        """The row's columns about the conversation (results.rows.SCHEMA)."""
+        return {"transcript": self.to_json(), "reused": self.reused, "saved_tokens": sum(self.saved),
+                "served_model": self.served_model, "system_fingerprint": self.fingerprint}
+
+
+CURRENT: contextvars.ContextVar[Transcript | None] = contextvars.ContextVar("transcript", default=None)
+
+
+class TranscriptError(ValueError):
+    """A transcript that cannot be read (not JSON, another format): its answers are not reused."""
+
+
+def parse(text: str) -> dict:
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise TranscriptError(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("v") != FORMAT or not isinstance(doc.get("entries"), list):
+        raise TranscriptError(f"not a format-{FORMAT} transcript")
+    return doc
+
+
+def answers(doc: dict) -> Iterator[tuple[str, dict]]:
+    """(key, response) of every complete, successful answer; a malformed entry raises TranscriptError."""
+    for entry in doc["entries"]:
+        if not isinstance(entry, dict):
+            raise TranscriptError("an entry is not an object")
+        response = entry.get("response")
+        if response is None:
+            continue  # the request failed: nothing to reuse
+        key = entry.get("key")
+        if not isinstance(key, str) or len(key) != 64 or not isinstance(response, dict) \
+                or not isinstance(response.get("message"), dict):
+            raise TranscriptError("an answer without a key or message")
+        if response.get("finish_reason") in INCOMPLETE:
+            continue
+        yield key, response
+
+
+def requests(doc: dict) -> Iterator[tuple[dict, dict]]:
+    """(entry, the request's whole body as sent) for every entry: the deltas put back together."""
+    messages: list = []
+    tools = None
+    for entry in doc["entries"]:
+        req = entry.get("request") or {}
+        messages = messages[:req.get("prefix", 0)] + list(req.get("messages") or [])
+        if "tools" in req:
+            tools = tools if req["tools"] == "same" else req["tools"]
+        body = {"model": entry.get("model"), "messages": messages}
+        if "tools" in req:
+            body["tools"] = tools
+        body.update(req.get("params") or {})
+        yield entry, body

@@ -37,7 +37,7 @@ _TEXT = frozenset(f.name for f in SCHEMA if f.type == pa.string())
 MAX_DETAILS = 16384  # bytes of a suite's details JSON kept in a row
 MAX_ERROR_MESSAGE = 500
 DICTIONARY_COLUMNS = ("run", "namespace", "suite", "model", "prompt_type", "difficulty", "task_type", "status",
-                      "error_type", "served_model", "scoring_version")  # few distinct values: kept dictionary-encoded when read in bulk
+                      "error_type")  # few distinct values: kept dictionary-encoded when read in bulk
 
 
 def details_text(value: Any) -> str | None:

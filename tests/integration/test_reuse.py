@@ -1,0 +1,120 @@
+"""Reuse and rescore as a user runs them (issue 22): real `benchpilot` processes against the fake
+endpoint, which counts every request it gets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.helpers import manifest, run_cli, write_manifest
+
+pytestmark = pytest.mark.slow
+PRICE = {"inputPerMillionTokens": 2.0, "outputPerMillionTokens": 8.0}
+
+
+def doc_for(base_url: str, name: str, models: list, **spec) -> dict:
+    doc = manifest(**spec)
+    doc["metadata"]["name"] = name
+    doc["spec"]["endpoints"] = [{"name": "default", "baseURL": base_url}]
+    doc["spec"]["matrix"].update(models=models, instances=3)
+    return doc
+
+
+def rows_of(root: Path) -> list[dict]:
+    return [r for p in sorted(root.rglob("part-*.parquet")) for r in pq.read_table(p).to_pylist()]
+
+
+def run(tmp_path: Path, doc: dict, out: Path, *flags: str):
+    path = write_manifest(tmp_path / f"{doc['metadata']['name']}.yaml", doc)
+    done = run_cli("run", str(path), "--output", str(out), "--no-progress", *flags)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_a_repeated_run_under_a_new_name_calls_no_provider(tmp_path, fake_llm):
+    model = {"name": "agent", "model": "follow", "price": PRICE}
+    first = run(tmp_path, doc_for(fake_llm.base_url, "first", [model]), tmp_path / "a")
+    assert "reuse:" not in first.stderr  # reuse is off unless asked
+    sent = sum(fake_llm.fake.requests.values())
+    doc = doc_for(fake_llm.base_url, "again", [model], reuse={"sources": [str(tmp_path / "a")]})
+    second = run(tmp_path, doc, tmp_path / "b")
+    assert sum(fake_llm.fake.requests.values()) == sent, "the repeated run called the provider"
+    before, after = rows_of(tmp_path / "a"), rows_of(tmp_path / "b")
+    assert len(after) == len(before) == 12
+    verdict = {r["case_id"]: (r["status"], r["score"], r["turns"], r["tool_calls"]) for r in before}
+    assert {r["case_id"]: (r["status"], r["score"], r["turns"], r["tool_calls"]) for r in after} == verdict
+    paid = {r["case_id"]: (r["prompt_tokens"], r["completion_tokens"], r["cost_usd"]) for r in before}
+    for r in after:
+        assert r["reused"] == r["turns"] > 0 and r["prompt_tokens"] == r["completion_tokens"] == 0
+        assert r["cost_usd"] == 0.0
+        assert r["saved_tokens"] == sum(paid[r["case_id"]][:2])
+        assert r["saved_usd"] == pytest.approx(paid[r["case_id"]][2])
+        assert r["served_model"] == "follow"
+    assert f"reuse: {sum(r['turns'] for r in after)} answers taken from earlier results, 0 requests not found" \
+        in second.stderr
+    report = json.loads(run_cli("report", str(tmp_path / "b"), "--format", "json").stdout)
+    assert report["reuse"]["answers_reused"] == sum(r["reused"] for r in after)
+    assert report["reuse"]["saved_tokens"] == sum(r["saved_tokens"] for r in after)
+
+
+def test_lm_eval_4063_two_models_with_identical_prompts_never_share_answers(tmp_path, fake_llm):
+    """lm-eval keys its cache without the model (issue #4063): the second model got the first's answers."""
+    a = {"name": "a", "model": "follow"}
+    b = {"name": "b", "model": "priced"}  # same prompts, another model id (and 1000/100 tokens an answer)
+    run(tmp_path, doc_for(fake_llm.base_url, "only-a", [a]), tmp_path / "a")
+    calls_b = fake_llm.fake.requests["priced"]
+    calls_a = fake_llm.fake.requests["follow"]
+    done = run(tmp_path, doc_for(fake_llm.base_url, "a-and-b", [a, b]), tmp_path / "ab", "--reuse-from",
+               str(tmp_path / "a"))
+    rows = rows_of(tmp_path / "ab")
+    rows_b = [r for r in rows if r["model"] == "b"]
+    assert rows_b and all(r["reused"] == 0 and r["served_model"] == "priced" for r in rows_b)
+    assert fake_llm.fake.requests["priced"] - calls_b == sum(r["turns"] for r in rows_b)
+    assert all(r["prompt_tokens"] == 1000 * r["turns"] for r in rows_b)
+    assert fake_llm.fake.requests["follow"] == calls_a  # model a: every answer reused
+    assert all(r["reused"] == r["turns"] for r in rows if r["model"] == "a")
+    assert "requests not found" in done.stderr
+
+
+def test_a_rerun_of_a_failed_case_reuses_the_answers_it_already_got(tmp_path, fake_llm):
+    """Reuse on: the run's own parts answer too (a case retried after an error pays only what is new)."""
+    doc = doc_for(fake_llm.base_url, "own", [{"name": "x", "model": "follow"}], reuse={"enabled": True})
+    run(tmp_path, doc, tmp_path / "o")
+    part = next((tmp_path / "o").rglob("part-*.parquet"))
+    # turn the first row into an error row (as an interrupted case would be) and run again
+    table = pq.read_table(part).to_pylist()
+    turns = table[0]["turns"]
+    table[0].update(status="error", error_type="case_timeout", attempt=1)
+    import pyarrow as pa
+
+    from benchpilot_runner.results.rows import SCHEMA
+    pq.write_table(pa.Table.from_pylist(table, schema=SCHEMA), part)
+    sent = fake_llm.fake.requests["follow"]
+    again = run(tmp_path, doc, tmp_path / "o")
+    assert "1 cases run now" in again.stderr
+    assert fake_llm.fake.requests["follow"] == sent
+    retried = [r for r in rows_of(tmp_path / "o") if r["case_id"] == table[0]["case_id"] and r["attempt"] == 2]
+    assert retried and retried[0]["reused"] == retried[0]["turns"] == turns > 0
+
+
+@pytest.mark.parametrize("what", ["missing", "other-suite"])
+def test_an_unusable_reuse_source_is_refused_with_one_line(tmp_path, fake_llm, what):
+    source = tmp_path / "nothing-here"
+    if what == "other-suite":
+        t2s = manifest(suite="text2sql", matrix={"models": ["sim/strong"], "promptTypes": ["zero_shot"], "instances": 1})
+        t2s["metadata"]["name"] = "sql"
+        path = write_manifest(tmp_path / "sql.yaml", t2s)
+        assert run_cli("run", str(path), "--output", str(tmp_path / "sql"), "--no-progress").returncode == 0
+        source = tmp_path / "sql"
+    doc = doc_for(fake_llm.base_url, "refused", [{"name": "x", "model": "follow"}])
+    path = write_manifest(tmp_path / "r.yaml", doc)
+    sent = sum(fake_llm.fake.requests.values())
+    done = run_cli("run", str(path), "--output", str(tmp_path / "out"), "--no-progress", "--reuse-from", str(source))
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("benchpilot: error:")]
+    assert len(errors) == 1 and str(source) in errors[0]
+    assert ("holds no result parts" if what == "missing" else "holds results of suite 'text2sql'") in errors[0]
+    assert sum(fake_llm.fake.requests.values()) == sent

@@ -118,3 +118,70 @@ def test_an_unusable_reuse_source_is_refused_with_one_line(tmp_path, fake_llm, w
     assert len(errors) == 1 and str(source) in errors[0]
     assert ("holds no result parts" if what == "missing" else "holds results of suite 'text2sql'") in errors[0]
     assert sum(fake_llm.fake.requests.values()) == sent
+
+
+def _age_scoring(root: Path) -> int:
+    """Mark every row of ``root`` as scored by an older scoring version (as rows of an earlier release are)."""
+    import pyarrow as pa
+
+    from benchpilot_runner.results.rows import SCHEMA
+
+    n = 0
+    for part in root.rglob("part-*.parquet"):
+        rows = pq.read_table(part).to_pylist()
+        for r in rows:
+            r["scoring_version"] = "workflow-scoring-0"
+        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), part)
+        n += len(rows)
+    return n
+
+
+def test_rescore_judges_every_kept_answer_again_without_calling_the_refusing_endpoint(tmp_path, fake_llm):
+    doc = doc_for(fake_llm.url("rescore-src"), "scored", [{"name": "agent", "model": "follow", "price": PRICE}])
+    run(tmp_path, doc, tmp_path / "src")
+    aged = _age_scoring(tmp_path / "src")
+    old = json.loads(run_cli("report", str(tmp_path / "src"), "--format", "json").stdout)
+    assert old["scoring"]["older_rows"] == aged == 12
+    fake_llm.fake.limit("rescore-src", 0, 3600)  # from now on the endpoint refuses every request (429)
+    seen = len([1 for _, prefix, _ in fake_llm.fake.requests_log if prefix == "rescore-src"])
+    done = run_cli("rescore", str(tmp_path / "src"), "--output", str(tmp_path / "dest"), "--no-progress")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len([1 for _, prefix, _ in fake_llm.fake.requests_log if prefix == "rescore-src"]) == seen
+    before = {r["case_id"]: (r["status"], r["score"]) for r in rows_of(tmp_path / "src")}
+    after = rows_of(tmp_path / "dest")
+    assert {r["case_id"]: (r["status"], r["score"]) for r in after} == before
+    assert {r["scoring_version"] for r in after} == {"workflow-scoring-1"}
+    assert all(r["reused"] == r["turns"] and r["cost_usd"] == 0.0 for r in after)
+    new = json.loads(run_cli("report", str(tmp_path / "dest"), "--format", "json").stdout)
+    assert new["scoring"]["older_rows"] == 0
+    table = run_cli("report", str(tmp_path / "src")).stdout
+    assert "12 rows were scored by older scoring code: workflow-scoring-0 (12)" in table
+
+    # a request the transcripts lack (a model added to the manifest) is an error row, not a call
+    doc["spec"]["matrix"]["models"].append({"name": "newcomer", "model": "priced"})
+    path = write_manifest(tmp_path / "more.yaml", doc)
+    priced = fake_llm.fake.requests["priced"]
+    more = run_cli("rescore", str(tmp_path / "src"), "--output", str(tmp_path / "more"), "--manifest", str(path),
+                   "--no-progress")
+    assert more.returncode == 3, more.stderr[-2000:]
+    assert fake_llm.fake.requests["priced"] == priced
+    missing = [r for r in rows_of(tmp_path / "more") if r["model"] == "newcomer"]
+    assert len(missing) == 12 and {r["error_type"] for r in missing} == {"not_in_transcript"}
+    assert all("never calls a provider" in r["error_message"] for r in missing)
+
+
+def test_cache_explain_shows_each_request_key_and_the_parts_that_hold_it(tmp_path, fake_llm):
+    doc = doc_for(fake_llm.base_url, "explained", [{"name": "agent", "model": "follow"}])
+    run(tmp_path, doc, tmp_path / "x")
+    row = rows_of(tmp_path / "x")[0]
+    done = run_cli("cache", "explain", str(tmp_path / "x"), "--case", row["case_id"], "--format", "json")
+    assert done.returncode == 0, done.stderr
+    [found] = json.loads(done.stdout)
+    assert len(found["requests"]) == row["turns"]
+    for r in found["requests"]:
+        assert r["matches"] and r["model"] == "follow" and r["instance"] == row["instance"]
+        assert r["held_by"] == [found["part"]]
+    entries = json.loads(row["transcript"])["entries"]
+    assert [r["key"] for r in found["requests"]] == [e["key"] for e in entries]
+    bad = run_cli("cache", "explain", str(tmp_path / "x"), "--case", "no-such-case")
+    assert bad.returncode == 2 and "no row of case no-such-case" in bad.stderr

@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="task instances per task type and difficulty to embed (default 100)")
     verify = csub.add_parser("verify", help="check a cache folder against its manifest")
     verify.add_argument("dir")
+    from .answers.commands import add_parsers
+
+    add_parsers(sub, csub)
 
     fp = sub.add_parser("footprint", help="measure base, shared and per-worker memory (JSON)")
     fp.add_argument("--cache", help="cache folder to load as a shard would (default: none)")
@@ -213,6 +216,11 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     from .resources import Cache
 
+    if args.cache_command == "explain":
+        from .answers.commands import cmd_explain
+
+        return cmd_explain(args)
+
     if args.cache_command == "build":
         from .cache import build
 
@@ -297,4 +305,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_cache(args)
     if args.command == "footprint":
         return cmd_footprint(args)
+    if args.command == "rescore":
+        from .answers.commands import cmd_rescore
+
+        return cmd_rescore(args)
     raise AssertionError(args.command)

@@ -185,3 +185,26 @@ def test_cache_explain_shows_each_request_key_and_the_parts_that_hold_it(tmp_pat
     assert [r["key"] for r in found["requests"]] == [e["key"] for e in entries]
     bad = run_cli("cache", "explain", str(tmp_path / "x"), "--case", "no-such-case")
     assert bad.returncode == 2 and "no row of case no-such-case" in bad.stderr
+
+
+def test_a_served_model_that_changes_mid_run_is_warned_about_and_grouped(tmp_path, fake_llm):
+    doc = doc_for(fake_llm.base_url, "drifting", [{"name": "swapped", "model": "drift-6"}],
+                  sharding={"shards": 1, "concurrencyPerShard": 1})
+    done = run(tmp_path, doc, tmp_path / "d")
+    assert "warning: model swapped changed its served model during the run: drift-6 (fingerprint fp_a) -> " \
+           "drift-6-v2 (fingerprint fp_b)" in done.stderr
+    rows = rows_of(tmp_path / "d")
+    assert {r["system_fingerprint"] for r in rows} == {"fp_a", "fp_b"}
+    report = json.loads(run_cli("report", str(tmp_path / "d"), "--format", "json").stdout)
+    assert report["served_model_drift"] == ["swapped"]
+    served = {g["served_model"]: g["cases"] for g in report["served_models"]}
+    assert set(served) == {"drift-6", "drift-6-v2"} and sum(served.values()) == len(rows)
+    html = tmp_path / "d.html"
+    out = run_cli("report", str(tmp_path / "d"), "--html", str(html), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    listed = json.loads(out.stdout)["cases"]["list"]
+    assert listed and all(c["conversation"].startswith("> system: ") for c in listed)
+    page = html.read_text()
+    assert "model swapped was served by several models" in page and "drift-6-v2" in page
+    assert "<h4>conversation</h4>" in page
+    assert "model swapped was served by several models" in run_cli("report", str(tmp_path / "d")).stdout

@@ -89,3 +89,40 @@ def lines(summary_: dict) -> list[str]:
         names = [f"{g['served_model']} ({g['cases']})" for g in summary_["served_models"] if g["model"] == model]
         out.append(f"model {model} was served by several models: {', '.join(names)}")
     return out
+
+
+MAX_CONVERSATION_CHARS = 6000  # of a listed case's conversation in the report
+
+
+def _said(message: dict) -> str:
+    text = str(message.get("content") or "")
+    calls = [f"{(c.get('function') or {}).get('name')}({(c.get('function') or {}).get('arguments')})"
+             for c in message.get("tool_calls") or [] if isinstance(c, dict)]
+    return text + ("" if not calls else (" " if text else "") + "calls: " + "; ".join(calls))
+
+
+def conversation(text: str | None) -> str | None:
+    """A listed case's transcript as readable text (what was sent anew each turn and what came back), bounded."""
+    if not text:
+        return None
+    from ..answers import transcript as T
+
+    try:
+        doc = T.parse(text)
+    except T.TranscriptError as exc:
+        return f"(transcript not readable: {exc})"
+    lines = []
+    for entry in doc["entries"]:
+        for m in (entry.get("request") or {}).get("messages") or []:
+            if isinstance(m, dict) and m.get("role") != "assistant":
+                lines.append(f"> {m.get('role')}: {_said(m)}")
+        if "error" in entry:
+            lines.append(f"< error {entry['error'].get('type')}: {entry['error'].get('message')}")
+        else:
+            r = entry.get("response") or {}
+            tag = " (reused)" if entry.get("reused") else ""
+            lines.append(f"< {r.get('served_model')}{tag} [{r.get('finish_reason')}]: {_said(r.get('message') or {})}")
+    out = "\n".join(lines)
+    if doc.get("truncated"):
+        out += f"\n(transcript truncated: {doc['truncated']})"
+    return out if len(out) <= MAX_CONVERSATION_CHARS else out[:MAX_CONVERSATION_CHARS] + f"… ({len(out)} characters, cut)"

@@ -116,27 +116,27 @@ def test_a_transcript_gives_back_every_request_exactly_and_its_keys():
         assert K.key_of(doc["endpoint"], body, doc["instance"], entry["occ"]) == entry["key"]
     assert [r["message"]["content"] for _, r in T.answers(doc)] == [f"answer {i}" for i in range(4)]
     assert tr.row_fields()["served_model"] == "served-1" and tr.row_fields()["system_fingerprint"] == "fp_1"
-    # a conversation is kept as deltas: the later requests hold only what is new, the tools once
-    assert doc["entries"][3]["request"]["prefix"] == 6 and len(doc["entries"][3]["request"]["messages"]) == 2
+    # kept as deltas: a later request holds only what is new (not the earlier answer), the tools once
+    assert doc["entries"][3]["request"]["prefix"] == 7 and len(doc["entries"][3]["request"]["messages"]) == 1
     assert doc["entries"][3]["request"]["tools"] == "same"
 
 
 def test_errors_and_cut_off_answers_are_kept_but_never_offered_for_reuse():
     tr = T.Transcript(0)
     body = request_body("m", [{"role": "user", "content": "q"}], [], {})
-    tr.record(URL, body, "a" * 64, 0, error=LLMHTTPError("HTTP 500: boom", status=500))
-    tr.record(URL, body, "b" * 64, 1, result=_result("half", finish="length"))
-    tr.record(URL, body, "c" * 64, 2, result=_result("whole"))
+    tr.record(URL, body, "a" * 16, 0, error=LLMHTTPError("HTTP 500: boom", status=500))
+    tr.record(URL, body, "b" * 16, 1, result=_result("half", finish="length"))
+    tr.record(URL, body, "c" * 16, 2, result=_result("whole"))
     doc = T.parse(tr.to_json())
     assert doc["entries"][0]["error"] == {"type": "http_error", "message": "HTTP 500: boom"}
-    assert [k for k, _ in T.answers(doc)] == ["c" * 64]
+    assert [k for k, _ in T.answers(doc)] == ["c" * 16]
 
 
 def test_a_long_transcript_is_bounded_with_a_marker_and_whole_entries():
     tr = T.Transcript(0)
     for i in range(50):
         body = request_body("m", [{"role": "user", "content": f"{i} " + "x" * 2000}], [], {})
-        tr.record(URL, body, f"{i:064d}", 0, result=_result("y" * 1000))
+        tr.record(URL, body, f"{i:016d}", 0, result=_result("y" * 1000))
     text = tr.to_json(limit=20_000)
     assert len(text.encode()) <= 20_000
     doc = T.parse(text)
@@ -234,3 +234,31 @@ def test_parts_written_before_transcripts_still_read_and_report(tmp_path):
     assert summary["scoring"]["older_rows"] == 3  # no scoring version: scored by code older than the current
     index = load_index("workflow", (str(tmp_path),))
     assert len(index) == 0 and index.counts["rows"] == 3
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_cached_tools_text_hashes_the_same_bytes(seed):
+    """request_digest's per-case tools cache is an optimisation only: the same digest, turn after turn."""
+    rng = random.Random(seed)
+    body = _body(rng)
+    cache: dict = {}
+    for _ in range(3):
+        assert K.request_digest(URL, body, cache) == K.request_digest(URL, body)
+        body = {**body, "messages": body["messages"] + [{"role": "user", "content": str(rng.random())}]}
+    if body.get("tools"):
+        assert len(cache) == 1
+
+
+def test_the_scrub_prefilter_masks_exactly_what_every_pattern_masks():
+    from benchpilot_runner import redact
+
+    pieces = ["Bearer abcdefgh123", "BASIC Zm9vOmJhcg==", "sk-abcDEF123456", "ak-1234567890", "sk_live_abcdefgh12",
+              "AIza" + "b" * 24, "AKIAABCDEFGHIJKLMNOP", "ghs_" + "c" * 22, "api_key=hunter222", "PaSSword: s3cr3tv",
+              "x-api-key: zzzzzz", "token=abcd1234", "paſſword=abcdef", "plain words", "tokens used", "{\"a\": 1}"]
+    rng = random.Random(7)
+    for _ in range(300):
+        text = " ".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+        every = text
+        for pattern in redact._PATTERNS:
+            every = pattern.sub(redact._sub_pattern, every)
+        assert redact.scrub(text) == every

@@ -87,7 +87,7 @@ class AnsweringClient:
                    params: dict | None = None) -> ChatResult:
         body = request_body(model, messages, tools, params)
         transcript = CURRENT.get()
-        digest = keys.request_digest(self.endpoint, body)
+        digest = keys.request_digest(self.endpoint, body, transcript.tools_cache if transcript is not None else None)
         occurrence = transcript.occurrence(digest) if transcript is not None else 0
         key = keys.answer_key(digest, transcript.instance if transcript is not None else 0, occurrence)
         result = self.answers.lookup(key)

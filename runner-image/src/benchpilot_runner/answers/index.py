@@ -15,6 +15,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..contract.outcomes import ConfigError
@@ -111,6 +112,7 @@ def load_index(suite: str, sources: tuple[str, ...], own: str | None = None) -> 
     for uri in sources:
         add_source(index, uri, suite)
     index.counts["answers"] = len(index)
+    pa.default_memory_pool().release_unused()  # the parts' buffers: back to the system before cases run
     log.info("answers for reuse loaded", extra={"sources": index.sources, **dict(index.counts)})
     if index.counts["unparsable"] or index.counts["other_scheme"]:
         log.warning("some transcripts were not used for reuse", extra={

@@ -9,7 +9,9 @@ model id is always in the key: one model is never scored with another's answers 
     request digest = sha256(canonical {"endpoint", "model", "body"})
     answer key     = sha256("bp-answer-1" \\n request digest \\n instance \\n occurrence)
 
-Canonical JSON: sorted keys, no spaces, UTF-8. ``KEY_VERSION`` changes whenever what goes into a key
+Transcripts and the index keep the key's first ``STORED_HEX`` hex digits (64 bits: a false match
+among a million answers has odds of ~1e-8; a full key is 64 random hex digits a case could not
+compress). Canonical JSON: sorted keys, no spaces, UTF-8. ``KEY_VERSION`` changes whenever what goes into a key
 changes; answers stored under another version are counted (``other_scheme``), never silently missed.
 """
 
@@ -25,6 +27,7 @@ KEY_VERSION = "bp-answer-1"
 TRANSPORT_FIELDS = frozenset({"stream", "stream_options", "timeout", "request_timeout", "extra_headers", "user",
                               "metadata", "store", "service_tier"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+STORED_HEX = 16
 
 
 def normalize_base_url(url: str) -> str:
@@ -35,9 +38,12 @@ def normalize_base_url(url: str) -> str:
     return urlunsplit((scheme, netloc, parts.path.rstrip("/"), parts.query, ""))
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                              default=str)  # one encoder: json.dumps builds one per call with these options
+
+
 def canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                      default=str).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 def keyed_body(body: dict) -> dict:
@@ -49,14 +55,28 @@ def request_material(endpoint: str, body: dict) -> dict:
     return {"endpoint": normalize_base_url(endpoint), "model": body.get("model"), "body": keyed_body(body)}
 
 
-def request_digest(endpoint: str, body: dict) -> str:
-    """What makes a request this request, whichever case or sample sends it."""
-    return hashlib.sha256(canonical(request_material(endpoint, body))).hexdigest()
+def request_digest(endpoint: str, body: dict, tools_cache: dict | None = None) -> str:
+    """What makes a request this request, whichever case or sample sends it: sha256 of
+    ``canonical(request_material(endpoint, body))``. ``tools_cache`` (one per case) keeps the canonical
+    text of the tools list a case sends every turn (the same list object); the bytes hashed are the same."""
+    material = request_material(endpoint, body)
+    if tools_cache is None or not isinstance(material["body"].get("tools"), list):
+        return hashlib.sha256(canonical(material)).hexdigest()
+    tools = material["body"]["tools"]
+    held = tools_cache.get(id(tools))
+    if held is None or held[0] is not tools:
+        held = tools_cache[id(tools)] = (tools, canonical(tools))
+    items = [canonical(k) + b":" + (held[1] if k == "tools" else canonical(v))
+             for k, v in sorted(material["body"].items())]
+    text = (b'{"body":{' + b",".join(items) + b'},"endpoint":' + canonical(material["endpoint"])
+            + b',"model":' + canonical(material["model"]) + b"}")
+    return hashlib.sha256(text).hexdigest()
 
 
 def answer_key(digest: str, instance: int, occurrence: int) -> str:
-    """The key of one answer: the request and which sample of it."""
-    return hashlib.sha256(f"{KEY_VERSION}\n{digest}\n{int(instance)}\n{int(occurrence)}".encode()).hexdigest()
+    """The key of one answer (as stored: ``STORED_HEX`` digits): the request and which sample of it."""
+    full = hashlib.sha256(f"{KEY_VERSION}\n{digest}\n{int(instance)}\n{int(occurrence)}".encode()).hexdigest()
+    return full[:STORED_HEX]
 
 
 def key_of(endpoint: str, body: dict, instance: int, occurrence: int) -> str:

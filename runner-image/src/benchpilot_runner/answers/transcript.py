@@ -3,8 +3,9 @@
 The ``transcript`` column is JSON text (format 1)::
 
     {"v": 1, "key_version": "bp-answer-1", "endpoint": "<base URL, normalised>", "instance": 3,
-     "entries": [{"key": "<answer key>", "occ": 0, "model": "<id as sent>",
-                  "request": {"prefix": 4, "messages": [<messages after the first 4 of the previous request>],
+     "entries": [{"key": "<answer key, 16 hex digits>", "occ": 0, "model": "<id as sent>",
+                  "request": {"prefix": 4, "messages": [<messages after the first 4 of the previous request's
+                                                         messages followed by its answer>],
                               "tools": [...] | "same", "params": {<every other body field>}},
                   "response": {"message": {...}, "usage": [prompt, completion], "finish_reason": "stop",
                                "served_model": "...", "fingerprint": "..."},
@@ -12,8 +13,8 @@ The ``transcript`` column is JSON text (format 1)::
                  {"key": ..., "request": ..., "error": {"type": "http_error", "message": "..."}}],
      "truncated": {"entries": 40, "kept": 31, "bytes": 301234}}   # only when it was bounded
 
-A request repeats the previous one's messages (a conversation grows by appending), so it keeps only
-the messages after the common prefix, and ``"same"`` tools: storage grows with a conversation's
+A request repeats the previous one's messages and answer (a conversation grows by appending), so it
+keeps only the messages after what it has in common with them (``prefix``), and ``"same"`` tools: storage grows with a conversation's
 length, not its square. No header (so no credential) is ever kept; the row's text is scrubbed like
 every text (:func:`results.rows.make_row`). Over ``MAX_BYTES`` the last entries are dropped, the
 ``truncated`` marker says how many; the entries kept are whole.
@@ -25,7 +26,7 @@ import contextvars
 import json
 from typing import Iterator
 
-from .keys import KEY_VERSION, normalize_base_url
+from .keys import KEY_VERSION, STORED_HEX
 
 FORMAT = 1
 MAX_BYTES = 256 * 1024  # of one case's transcript JSON
@@ -44,7 +45,8 @@ class Transcript:
         self.served_model: str | None = None
         self.fingerprint: str | None = None
         self._occ: dict[str, int] = {}
-        self._last_messages: list = []
+        self.tools_cache: dict = {}  # keys.request_digest's: the canonical text of the tools this case sends
+        self._history: list = []  # the previous request's messages and its answer: what the next one repeats
         self._last_tools = None
 
     def occurrence(self, digest: str) -> int:
@@ -55,7 +57,7 @@ class Transcript:
 
     def _request(self, body: dict) -> dict:
         messages = list(body.get("messages") or [])
-        prev, n = self._last_messages, 0
+        prev, n = self._history, 0
         while n < len(prev) and n < len(messages) and prev[n] == messages[n]:
             n += 1
         req: dict = {"prefix": n, "messages": messages[n:]} if n else {"messages": messages}
@@ -63,18 +65,20 @@ class Transcript:
         if tools is not None:
             req["tools"] = "same" if tools == self._last_tools else tools
         req["params"] = {k: v for k, v in body.items() if k not in ("model", "messages", "tools")}
-        self._last_messages, self._last_tools = messages, tools
+        self._history, self._last_tools = messages, tools
         return req
 
     def record(self, endpoint: str, body: dict, key: str, occurrence: int, result=None,
                error: BaseException | None = None) -> None:
-        """One request and its answer (an ``llm.base.ChatResult``) or the error it ended in."""
-        self.endpoint = self.endpoint or normalize_base_url(endpoint)
+        """One request and its answer (an ``llm.base.ChatResult``) or the error it ended in; ``endpoint`` as
+        :func:`.keys.normalize_base_url` gives it."""
+        self.endpoint = self.endpoint or endpoint
         entry = {"key": key, "occ": occurrence, "model": body.get("model"), "request": self._request(body)}
         if result is not None:
             usage = list(result.saved_tokens) if result.reused else [result.prompt_tokens, result.completion_tokens]
             entry["response"] = {"message": result.message, "usage": usage, "finish_reason": result.finish_reason,
                                  "served_model": result.served_model, "fingerprint": result.fingerprint}
+            self._history = self._history + [result.message]
             if result.reused:
                 entry["reused"] = True
                 self.reused += 1
@@ -137,7 +141,7 @@ def answers(doc: dict) -> Iterator[tuple[str, dict]]:
         if response is None:
             continue  # the request failed: nothing to reuse
         key = entry.get("key")
-        if not isinstance(key, str) or len(key) != 64 or not isinstance(response, dict) \
+        if not isinstance(key, str) or len(key) != STORED_HEX or not isinstance(response, dict) \
                 or not isinstance(response.get("message"), dict):
             raise TranscriptError("an answer without a key or message")
         if response.get("finish_reason") in INCOMPLETE:
@@ -147,11 +151,13 @@ def answers(doc: dict) -> Iterator[tuple[str, dict]]:
 
 def requests(doc: dict) -> Iterator[tuple[dict, dict]]:
     """(entry, the request's whole body as sent) for every entry: the deltas put back together."""
-    messages: list = []
+    history: list = []  # the previous request's messages and its answer
     tools = None
     for entry in doc["entries"]:
         req = entry.get("request") or {}
-        messages = messages[:req.get("prefix", 0)] + list(req.get("messages") or [])
+        messages = history[:req.get("prefix", 0)] + list(req.get("messages") or [])
+        answer = (entry.get("response") or {}).get("message")
+        history = messages + [answer] if isinstance(answer, dict) else messages
         if "tools" in req:
             tools = tools if req["tools"] == "same" else req["tools"]
         body = {"model": entry.get("model"), "messages": messages}

@@ -36,6 +36,7 @@ REQUIRED = ("run", "namespace", "case_id", "status")
 _TEXT = frozenset(f.name for f in SCHEMA if f.type == pa.string())
 MAX_DETAILS = 16384  # bytes of a suite's details JSON kept in a row
 MAX_ERROR_MESSAGE = 500
+TRANSCRIPT_ZSTD = 9  # zstd level of the transcript column (1 elsewhere): ~35 % smaller, ~0.1 s per 2,000 rows
 DICTIONARY_COLUMNS = ("run", "namespace", "suite", "model", "prompt_type", "difficulty", "task_type", "status",
                       "error_type")  # few distinct values: kept dictionary-encoded when read in bulk
 
@@ -73,7 +74,9 @@ def rows_to_parquet(rows: list[dict]) -> bytes:
     """Rows made by :func:`make_row` as one Parquet part (zstd)."""
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
+    # transcripts are most of a part's bytes and repeat each other (prompts, tools): a stronger level pays
+    pq.write_table(table, buf, compression="zstd", compression_level={c: TRANSCRIPT_ZSTD if c == "transcript" else 1
+                                                                      for c in COLUMNS})
     return buf.getvalue()
 
 

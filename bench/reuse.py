@@ -12,7 +12,7 @@
    through ``--manifest``) against the endpoint now refusing everything. Printed: calls during the
    rescore (goal 0), its wall time (goal <= 10 s), and whether every verdict was recomputed.
 
-    .venv/bin/python bench/reuse.py [--cases 20000] [--skip-spider] [--keep DIR]
+    .venv/bin/python bench/reuse.py [--cases 20000] [--latency-ms 0] [--skip-spider] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -50,11 +50,11 @@ def timed(*args: str) -> tuple[int, float, float, str]:
     return proc.returncode, wall, usage.ru_maxrss / 1024, tail
 
 
-def workflow_doc(base_url: str, name: str, cases: int) -> dict:
+def workflow_doc(base_url: str, name: str, cases: int, latency_ms: int = 0) -> dict:
     task_types = ["simple_task", "basic_task", "data_pipeline", "api_integration", "multi_stage_pipeline"]
     return {"apiVersion": "benchpilot.io/v1alpha1", "kind": "BenchmarkRun", "metadata": {"name": name},
             "spec": {"endpoint": {"baseURL": base_url, "qps": 100000},
-                     "matrix": {"models": [{"name": "agent", "model": "follow"}],
+                     "matrix": {"models": [{"name": "agent", "model": f"slow-{latency_ms}" if latency_ms else "follow"}],
                                 "promptTypes": ["baseline", "optimal"], "difficulties": ["easy"],
                                 "taskTypes": task_types, "instances": max(1, cases // 10)},
                      "sharding": {"shards": 4, "concurrencyPerShard": 64},
@@ -76,17 +76,17 @@ def part_bytes(root: Path) -> tuple[int, int, int, int]:
     return rows, full, bare, text
 
 
-def bench_workflow(server, work: Path, cases: int) -> None:
+def bench_workflow(server, work: Path, cases: int, latency_ms: int) -> None:
     fake = server.fake
     first = work / "first.yaml"
-    first.write_text(yaml.safe_dump(workflow_doc(server.base_url, "first", cases)))
+    first.write_text(yaml.safe_dump(workflow_doc(server.base_url, "first", cases, latency_ms)))
     n0 = sum(fake.requests.values())
     code1, wall1, rss1, err1 = timed("run", str(first), "--output", str(work / "a"), "--no-progress")
     calls1 = sum(fake.requests.values()) - n0
     if code1:
         sys.exit(f"first run failed ({code1}): {err1}")
     again = work / "again.yaml"
-    again.write_text(yaml.safe_dump(workflow_doc(server.base_url, "again", cases)))
+    again.write_text(yaml.safe_dump(workflow_doc(server.base_url, "again", cases, latency_ms)))
     n1 = sum(fake.requests.values())
     code2, wall2, rss2, err2 = timed("run", str(again), "--output", str(work / "b"), "--no-progress",
                                      "--reuse-from", str(work / "a"))
@@ -95,7 +95,8 @@ def bench_workflow(server, work: Path, cases: int) -> None:
         sys.exit(f"repeated run failed ({code2}): {err2}")
     rows, full, bare, text = part_bytes(work / "a")
     per_case, per_transcript = bare / rows, (full - bare) / rows
-    print(f"workflow, {rows} cases (model follow, {calls1 / rows:.2f} requests a case)")
+    print(f"workflow, {rows} cases (fake model {'follow' if not latency_ms else f'slow-{latency_ms}'}: "
+          f"{calls1 / rows:.2f} requests a case, {latency_ms} ms an answer; 4 shards x 64 in flight)")
     print(f"  first run:            {calls1:7d} provider calls  {wall1:7.1f} s  peak RSS {rss1:6.1f} MiB")
     print(f"  repeated, reuse on:   {calls2:7d} provider calls  {wall2:7.1f} s  peak RSS {rss2:6.1f} MiB")
     print(f"  repeated/first: {wall1 / wall2:.1f}x faster (goal >= 20x), RSS {rss2 / rss1:.2f}x (goal <= 1), "
@@ -143,6 +144,8 @@ def bench_spider(server, work: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=20000)
+    ap.add_argument("--latency-ms", type=int, default=0,
+                    help="the fake provider's time per answer (default 0: it answers at once)")
     ap.add_argument("--skip-spider", action="store_true")
     ap.add_argument("--skip-workflow", action="store_true")
     ap.add_argument("--keep", help="keep the results in this folder (default: a temporary one, removed)")
@@ -154,7 +157,7 @@ def main() -> None:
     server = ServerThread().start()
     try:
         if not args.skip_workflow:
-            bench_workflow(server, work, args.cases)
+            bench_workflow(server, work, args.cases, args.latency_ms)
         if not args.skip_spider:
             if (SPIDER / "dev.json").is_file():
                 bench_spider(server, work)

@@ -17,15 +17,17 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ..contract.outcomes import ConfigError
 from ..redact import scrub
-from ..results.rows import list_parts, read_part
+from ..results.rows import list_parts
 from ..results.store import open_uri
 from . import transcript as T
 from .keys import KEY_VERSION
 
 log = logging.getLogger("benchpilot.answers")
+BATCH_ROWS = 256
 
 
 class ReuseError(ConfigError):
@@ -34,14 +36,16 @@ class ReuseError(ConfigError):
 
 @dataclass
 class AnswerIndex:
-    """Answer key -> the response as JSON text (parsed anew for each hit: no answer is shared)."""
+    """Answer key (its 64 bits as an int) -> the response as JSON text (parsed anew for each hit: no answer
+    object is shared). Equal texts are kept once: most answers of a sweep repeat others ("Done.")."""
 
-    answers: dict[str, str] = field(default_factory=dict)
+    answers: dict[int, str] = field(default_factory=dict)
+    _texts: dict[str, str] = field(default_factory=dict)  # while loading: each distinct text once
     counts: Counter = field(default_factory=Counter)  # parts, rows, answers, duplicates, unparsable, other_scheme
     sources: list[str] = field(default_factory=list)
 
     def get(self, key: str) -> dict | None:
-        text = self.answers.get(key)
+        text = self.answers.get(int(key, 16))
         return None if text is None else json.loads(text)
 
     def __len__(self) -> int:
@@ -60,10 +64,16 @@ class AnswerIndex:
             self.counts["unparsable"] += 1
             return
         for key, response in found:
-            if key in self.answers:
+            number = int(key, 16)
+            if number in self.answers:
                 self.counts["duplicates"] += 1
             else:
-                self.answers[key] = json.dumps(response, separators=(",", ":"))
+                text = json.dumps(response, separators=(",", ":"))
+                self.answers[number] = self._texts.setdefault(text, text)
+
+    def loaded(self) -> None:
+        """Loading is over: the texts stay shared by their keys, the table that found them goes."""
+        self._texts = {}
 
 
 def _parts(uri: str, *, must_exist: bool) -> tuple[object, list[str]]:
@@ -79,28 +89,41 @@ def _parts(uri: str, *, must_exist: bool) -> tuple[object, list[str]]:
     return fs, parts
 
 
-def _suites(table) -> set[str]:
-    return {s for s in pc.unique(table.column("suite")).to_pylist() if s}
+def _batches(fs, part: str):
+    """The part's (suite, transcript) columns, a few hundred rows at a time (transcripts are large: a
+    whole part's, decompressed and as Python text at once, would be most of a run's memory)."""
+    with fs.open(part, "rb") as fh:
+        pf = pq.ParquetFile(fh)
+        have = set(pf.schema_arrow.names)
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[c for c in ("suite", "transcript") if c in have]):
+            yield batch
+
+
+def _add_part(index: AnswerIndex, fs, part: str, uri: str, suite: str) -> None:
+    try:
+        for batch in _batches(fs, part):
+            other = {s for s in pc.unique(batch.column("suite")).to_pylist() if s} - {suite}
+            if other:
+                raise ReuseError(f"reuse source {uri} holds results of suite {sorted(other)[0]!r}; this run's suite "
+                                 f"is {suite!r} (answers are reused only within one suite)")
+            index.counts["rows"] += batch.num_rows
+            if "transcript" in batch.schema.names:
+                for text in batch.column("transcript").to_pylist():
+                    if text:
+                        index.add_transcript(text)
+    except ReuseError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ReuseError(f"reuse source {uri}: part {part} is not readable: "
+                         f"{type(exc).__name__}: {scrub(str(exc))[:200]}") from None
+    index.counts["parts"] += 1
 
 
 def add_source(index: AnswerIndex, uri: str, suite: str, *, must_exist: bool = True) -> None:
     """Every answer under ``uri``; refused when it is unreadable or holds another suite's results."""
     fs, parts = _parts(uri, must_exist=must_exist)
     for part in parts:
-        try:
-            table = read_part(fs, part, ("suite", "transcript"))
-        except Exception as exc:  # noqa: BLE001
-            raise ReuseError(f"reuse source {uri}: part {part} is not readable: "
-                             f"{type(exc).__name__}: {scrub(str(exc))[:200]}") from None
-        other = _suites(table) - {suite}
-        if other:
-            raise ReuseError(f"reuse source {uri} holds results of suite {sorted(other)[0]!r}; this run's suite is "
-                             f"{suite!r} (answers are reused only within one suite)")
-        index.counts["parts"] += 1
-        index.counts["rows"] += table.num_rows
-        for text in table.column("transcript").to_pylist():
-            if text:
-                index.add_transcript(text)
+        _add_part(index, fs, part, uri, suite)
     index.sources.append(uri)
 
 
@@ -112,6 +135,7 @@ def load_index(suite: str, sources: tuple[str, ...], own: str | None = None) -> 
     for uri in sources:
         add_source(index, uri, suite)
     index.counts["answers"] = len(index)
+    index.loaded()
     pa.default_memory_pool().release_unused()  # the parts' buffers: back to the system before cases run
     log.info("answers for reuse loaded", extra={"sources": index.sources, **dict(index.counts)})
     if index.counts["unparsable"] or index.counts["other_scheme"]:

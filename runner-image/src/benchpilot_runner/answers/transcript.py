@@ -141,8 +141,8 @@ def answers(doc: dict) -> Iterator[tuple[str, dict]]:
         if response is None:
             continue  # the request failed: nothing to reuse
         key = entry.get("key")
-        if not isinstance(key, str) or len(key) != STORED_HEX or not isinstance(response, dict) \
-                or not isinstance(response.get("message"), dict):
+        if not isinstance(key, str) or len(key) != STORED_HEX or key.strip("0123456789abcdef") \
+                or not isinstance(response, dict) or not isinstance(response.get("message"), dict):
             raise TranscriptError("an answer without a key or message")
         if response.get("finish_reason") in INCOMPLETE:
             continue

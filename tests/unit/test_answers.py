@@ -262,3 +262,50 @@ def test_the_scrub_prefilter_masks_exactly_what_every_pattern_masks():
         for pattern in redact._PATTERNS:
             every = pattern.sub(redact._sub_pattern, every)
         assert redact.scrub(text) == every
+
+
+def test_a_part_that_is_not_parquet_makes_its_source_refused(tmp_path):
+    folder = tmp_path / "default" / "r" / "u" / "shard-00000"
+    folder.mkdir(parents=True)
+    (folder / "part-00001-00000-abc.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(ReuseError, match="part .* is not readable"):
+        load_index("workflow", (str(tmp_path),))
+
+
+def _doc(reuse) -> dict:
+    from tests.helpers import manifest
+
+    doc = manifest()
+    doc["spec"]["reuse"] = reuse
+    return doc
+
+
+@pytest.mark.parametrize("reuse, path, says", [
+    ({"sources": "s3://b/r"}, "spec.reuse.sources", "not a list"),
+    ({"sources": [""]}, "spec.reuse.sources[0]", "not a result URI"),
+    ({"sources": ["ok/path", 3]}, "spec.reuse.sources[1]", "not a result URI"),
+    ({"sources": ["http://x/results"]}, "spec.reuse.sources[0]", "does not keep results"),
+    ({"enabled": "yes"}, "spec.reuse.enabled", ""),
+    ({"cache": True}, "spec.reuse.cache", ""),
+])
+def test_spec_reuse_is_checked_with_the_field_named(reuse, path, says):
+    from benchpilot_runner.contract.fields import SpecError
+    from benchpilot_runner.contract.parse import parse_manifest
+
+    with pytest.raises(SpecError) as err:
+        parse_manifest(_doc(reuse))
+    assert err.value.path == path and says in str(err.value)
+
+
+def test_spec_reuse_defaults_overrides_and_round_trip():
+    from benchpilot_runner.contract.parse import parse_manifest, with_overrides
+
+    assert parse_manifest(_doc(None)).reuse.enabled is False
+    on = parse_manifest(_doc({"sources": ["s3://bucket/results/default/first"]}))
+    assert on.reuse.enabled is True and on.reuse.sources == ("s3://bucket/results/default/first",)
+    off = parse_manifest(_doc({"enabled": False, "sources": ["./r"]}))
+    assert off.reuse.enabled is False
+    assert parse_manifest(on.to_resolved()) == on and parse_manifest(off.to_resolved()) == off
+    flagged = with_overrides(off, reuse_from=("./other", "./r"))
+    assert flagged.reuse.enabled and flagged.reuse.sources == ("./r", "./other")
+    assert with_overrides(parse_manifest(_doc(None)), reuse=True).reuse.enabled

@@ -3,6 +3,7 @@ endpoint, which counts every request it gets."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -178,11 +179,19 @@ def test_cache_explain_shows_each_request_key_and_the_parts_that_hold_it(tmp_pat
     assert done.returncode == 0, done.stderr
     [found] = json.loads(done.stdout)
     assert len(found["requests"]) == row["turns"]
-    for r in found["requests"]:
-        assert r["matches"] and r["model"] == "follow" and r["instance"] == row["instance"]
-        assert r["held_by"] == [found["part"]]
-    entries = json.loads(row["transcript"])["entries"]
-    assert [r["key"] for r in found["requests"]] == [e["key"] for e in entries]
+    from benchpilot_runner.answers import keys, transcript
+
+    doc = transcript.parse(row["transcript"])
+    bodies = [body for _, body in transcript.requests(doc)]
+    for r, body in zip(found["requests"], bodies):
+        assert r["model"] == "follow" and r["instance"] == row["instance"] and r["held_by"] == [found["part"]]
+        # auditable by hand: the key is the documented hash of the printed material
+        material = json.loads(r["request_material"])
+        assert material["model"] == "follow" and material["body"]["messages"] == body["messages"]
+        assert hashlib.sha256(r["request_material"].encode()).hexdigest() == r["request_digest"]
+        assert r["key"] == hashlib.sha256(
+            f"bp-answer-1\n{r['request_digest']}\n{row['instance']}\n0".encode()).hexdigest()[:16]
+        assert r["key"] == keys.key_of(doc["endpoint"], body, row["instance"], 0)
     bad = run_cli("cache", "explain", str(tmp_path / "x"), "--case", "no-such-case")
     assert bad.returncode == 2 and "no row of case no-such-case" in bad.stderr
 

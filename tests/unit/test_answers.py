@@ -99,9 +99,8 @@ def _conversation(turns: int = 4) -> tuple[T.Transcript, list[dict]]:
     tools = [{"type": "function", "function": {"name": "f"}}]
     for i in range(turns):
         body = request_body("m", messages, tools, {"max_tokens": 50})
-        digest = K.request_digest(URL, body)
-        occ = tr.occurrence(digest)
-        tr.record(URL, body, K.answer_key(digest, 7, occ), occ, result=_result(f"answer {i}"))
+        occ = tr.occurrence(K.request_digest(URL, body))
+        tr.record(URL, body, occ, result=_result(f"answer {i}"))
         bodies.append(json.loads(json.dumps(body)))
         messages = messages + [{"role": "assistant", "content": f"answer {i}"}, {"role": "user", "content": f"more {i}"}]
     return tr, bodies
@@ -112,9 +111,10 @@ def test_a_transcript_gives_back_every_request_exactly_and_its_keys():
     doc = T.parse(tr.to_json())
     got = list(T.requests(doc))
     assert [body for _, body in got] == bodies
-    for entry, body in got:  # the key recomputed from the kept request is the stored key (auditable)
-        assert K.key_of(doc["endpoint"], body, doc["instance"], entry["occ"]) == entry["key"]
-    assert [r["message"]["content"] for _, r in T.answers(doc)] == [f"answer {i}" for i in range(4)]
+    # every answer under the key of the request that got it (computed from what was kept)
+    assert [(k, r["message"]["content"]) for k, r in T.answers(doc)] == [
+        (K.key_of(URL, body, 7, 0), f"answer {i}") for i, body in enumerate(bodies)]
+    assert "key" not in doc["entries"][0] and "occ" not in doc["entries"][0]  # nothing random is stored
     assert tr.row_fields()["served_model"] == "served-1" and tr.row_fields()["system_fingerprint"] == "fp_1"
     # kept as deltas: a later request holds only what is new (not the earlier answer), the tools once
     assert doc["entries"][3]["request"]["prefix"] == 7 and len(doc["entries"][3]["request"]["messages"]) == 1
@@ -124,19 +124,19 @@ def test_a_transcript_gives_back_every_request_exactly_and_its_keys():
 def test_errors_and_cut_off_answers_are_kept_but_never_offered_for_reuse():
     tr = T.Transcript(0)
     body = request_body("m", [{"role": "user", "content": "q"}], [], {})
-    tr.record(URL, body, "a" * 16, 0, error=LLMHTTPError("HTTP 500: boom", status=500))
-    tr.record(URL, body, "b" * 16, 1, result=_result("half", finish="length"))
-    tr.record(URL, body, "c" * 16, 2, result=_result("whole"))
+    tr.record(URL, body, 0, error=LLMHTTPError("HTTP 500: boom", status=500))
+    tr.record(URL, body, 1, result=_result("half", finish="length"))
+    tr.record(URL, body, 2, result=_result("whole"))
     doc = T.parse(tr.to_json())
     assert doc["entries"][0]["error"] == {"type": "http_error", "message": "HTTP 500: boom"}
-    assert [k for k, _ in T.answers(doc)] == ["c" * 16]
+    assert [k for k, _ in T.answers(doc)] == [K.key_of(URL, body, 0, 2)]  # the third sample only
 
 
 def test_a_long_transcript_is_bounded_with_a_marker_and_whole_entries():
     tr = T.Transcript(0)
     for i in range(50):
         body = request_body("m", [{"role": "user", "content": f"{i} " + "x" * 2000}], [], {})
-        tr.record(URL, body, f"{i:016d}", 0, result=_result("y" * 1000))
+        tr.record(URL, body, 0, result=_result("y" * 1000))
     text = tr.to_json(limit=20_000)
     assert len(text.encode()) <= 20_000
     doc = T.parse(text)
@@ -149,12 +149,11 @@ def test_an_unreadable_transcript_is_counted_not_fatal():
     index = AnswerIndex()
     tr, _ = _conversation(2)
     for text in ("{not json", json.dumps({"v": 99, "entries": []}), tr.to_json(),
-                 json.dumps({"v": 1, "key_version": K.KEY_VERSION, "entries": [{"response": {"message": 3}}]})):
+                 json.dumps({"v": 1, "endpoint": URL, "instance": 0, "entries": [{"response": {"message": 3}}]}),
+                 json.dumps({"v": 1, "endpoint": URL, "instance": 0, "entries": [{"request": {"prefix": "x"}}]}),
+                 json.dumps({"v": 1, "instance": 0, "entries": []})):
         index.add_transcript(text)
-    old = json.loads(tr.to_json())
-    old["key_version"] = "bp-answer-0"
-    index.add_transcript(json.dumps(old))
-    assert (len(index), index.counts["unparsable"], index.counts["other_scheme"]) == (2, 3, 1)
+    assert (len(index), index.counts["unparsable"]) == (2, 5)
 
 
 # ------------------------------------------------------------------ many writers, one store
@@ -177,8 +176,7 @@ def _writer(run_dir: str, w: int) -> None:
             tr = T.Transcript(r)
             for t in range(TURNS):
                 body = request_body(f"writer-{w}", [{"role": "user", "content": f"{w}/{r}/{t}"}], [], {})
-                digest = K.request_digest(URL, body)
-                tr.record(URL, body, K.answer_key(digest, r, 0), 0, result=_result(f"{w}/{r}/{t}"))
+                tr.record(URL, body, 0, result=_result(f"{w}/{r}/{t}"))
             sink.add(make_row(run="many", namespace="default", case_id=f"{w}-{r}", suite="workflow",
                               status="success", **tr.row_fields()))
             if sink.due():

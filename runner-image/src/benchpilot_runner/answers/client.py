@@ -43,9 +43,9 @@ class Answers:
     drift: list = field(default_factory=list)  # (label, before, now) of every change seen
 
     def lookup(self, key: str) -> ChatResult | None:
-        doc = self.index.get(key) if self.index is not None else None
+        doc = self.index.get(key)
         if doc is None:
-            self.misses += self.index is not None
+            self.misses += 1
             return None
         self.hits += 1
         usage = doc.get("usage") or [0, 0]
@@ -89,20 +89,22 @@ class AnsweringClient:
         transcript = CURRENT.get()
         digest = keys.request_digest(self.endpoint, body, transcript.tools_cache if transcript is not None else None)
         occurrence = transcript.occurrence(digest) if transcript is not None else 0
-        key = keys.answer_key(digest, transcript.instance if transcript is not None else 0, occurrence)
-        result = self.answers.lookup(key)
+        key = None
+        if self.answers.index is not None:  # the key only matters when there are answers to look up
+            key = keys.answer_key(digest, transcript.instance if transcript is not None else 0, occurrence)
+        result = self.answers.lookup(key) if key is not None else None
         try:
             if result is None and self.answers.replay:
                 raise NotInTranscript(f"request not in the source's transcripts (model {model}, answer key "
-                                      f"{key[:16]}, occurrence {occurrence}); a rescore never calls a provider")
+                                      f"{key}, occurrence {occurrence}); a rescore never calls a provider")
             if result is None:
                 result = await self.inner.chat(model, messages, tools, label=label, params=params)
         except LLMError as exc:
             if transcript is not None:
-                transcript.record(self.endpoint, body, key, occurrence, error=exc)
+                transcript.record(self.endpoint, body, occurrence, error=exc)
             raise
         if transcript is not None:
-            transcript.record(self.endpoint, body, key, occurrence, result=result)
+            transcript.record(self.endpoint, body, occurrence, result=result)
         self.answers.served(label or model, result)
         return result
 

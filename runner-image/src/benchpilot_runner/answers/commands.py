@@ -1,6 +1,6 @@
 """``benchpilot rescore`` and ``benchpilot cache explain``.
 
-Rescore runs the source's own spec again (its ``run.json``, or ``--manifest``) into ``--output`` with
+Rescore runs the source's own spec again (its ``_run.json``, or ``--manifest``) into ``--output`` with
 every answer taken from the source's transcripts (replay): the suite's current code judges them and
 no provider is ever called — a request the transcripts lack is an error row saying so, and the HTTP
 transport refuses anything that would get past that.
@@ -33,7 +33,7 @@ def add_parsers(sub, cache_sub) -> None:
                                              "(no model is called)")
     rescore.add_argument("source", help="the run's results: its run folder (or a root holding one run)")
     rescore.add_argument("--output", required=True, help="where the rescored results go (a new results URI)")
-    rescore.add_argument("--manifest", help="the run's manifest, when the source has no run.json (results of 0.2)")
+    rescore.add_argument("--manifest", help="the run's manifest, when the source has no _run.json (results of 0.2)")
     rescore.add_argument("--no-progress", action="store_true", help="no progress bar or summary table")
     explain = cache_sub.add_parser("explain", help="print a case's requests, their reuse keys and the parts "
                                                    "holding their answers")
@@ -85,42 +85,58 @@ def cmd_rescore(args) -> int:
                                  replay=True))
 
 
-def _entry_doc(doc: dict, entry: dict, body: dict, held: list[str]) -> dict:
+def _entry_doc(doc: dict, entry: dict, body: dict, held: dict[str, list[str]]) -> dict:
     digest = keys.request_digest(doc["endpoint"], body)
     key = keys.answer_key(digest, doc["instance"], entry.get("occ", 0))
     response = entry.get("response") or {}
-    return {"key": entry.get("key"), "recomputed_key": key, "matches": key == entry.get("key"),
-            "key_version": doc.get("key_version"), "endpoint": doc["endpoint"], "model": body.get("model"),
+    return {"key": key, "key_version": keys.KEY_VERSION, "endpoint": doc["endpoint"], "model": body.get("model"),
             "instance": doc["instance"], "occurrence": entry.get("occ", 0), "request_digest": digest,
+            "request_material": keys.canonical(keys.request_material(doc["endpoint"], body)).decode(),
             "messages": len(body.get("messages") or []), "tools": len(body.get("tools") or []),
             "params": {k: v for k, v in keys.keyed_body(body).items() if k not in ("messages", "tools")},
             "reused": bool(entry.get("reused")), "error": entry.get("error"),
             "finish_reason": response.get("finish_reason"), "served_model": response.get("served_model"),
-            "usage": response.get("usage"), "held_by": held}
+            "usage": response.get("usage"), "held_by": held.get(key, [])}
+
+
+def _case_rows(fs, parts: list[str], case_id: str) -> list[dict]:
+    rows = []
+    for part in parts:
+        table = read_part(fs, part, ("case_id", "run", "attempt", "transcript"))
+        rows += [{**r, "part": part} for r in table.filter(pc.equal(table.column("case_id"), case_id)).to_pylist()]
+    return rows
+
+
+def _holders(fs, parts: list[str], wanted: set[str]) -> dict[str, list[str]]:
+    """key -> the parts holding a complete answer under it (every transcript's keys, computed as reuse does)."""
+    held: dict[str, list[str]] = {}
+    for part in parts:
+        for text in read_part(fs, part, ("transcript",)).column("transcript").to_pylist():
+            try:
+                found = {k for k, _ in T.answers(T.parse(text))} if text else set()
+            except T.TranscriptError:
+                continue
+            for key in found & wanted:
+                if part not in held.setdefault(key, []):
+                    held[key].append(part)
+    return held
 
 
 def explain(uri: str, case_id: str) -> list[dict]:
     """Every request of every row of ``case_id`` under ``uri``, with its key and the parts holding it."""
     fs, parts = _parts(uri, must_exist=True)
-    rows, texts = [], {}
-    for part in parts:
-        table = read_part(fs, part, ("case_id", "run", "attempt", "transcript"))
-        texts[part] = table.column("transcript")
-        mine = table.filter(pc.equal(table.column("case_id"), case_id)).to_pylist()
-        rows += [{**r, "part": part} for r in mine]
+    rows = _case_rows(fs, parts, case_id)
     if not rows:
         raise ReuseError(f"no row of case {case_id} under {uri}")
-    out = []
-    for row in rows:
-        doc = T.parse(row["transcript"]) if row["transcript"] else {"entries": [], "endpoint": "", "instance": 0}
-        requests = []
-        for entry, body in T.requests(doc):
-            held = [p for p, col in texts.items() if entry.get("key") and
-                    pc.any(pc.match_substring(col, entry["key"])).as_py()]
-            requests.append(_entry_doc(doc, entry, body, held))
-        out.append({"case_id": case_id, "run": row["run"], "attempt": row["attempt"], "part": row["part"],
-                    "truncated": doc.get("truncated"), "requests": requests})
-    return out
+    docs = [T.parse(r["transcript"]) if r["transcript"] else {"entries": [], "endpoint": "", "instance": 0}
+            for r in rows]
+    wanted = {keys.key_of(d["endpoint"], body, d["instance"], e.get("occ", 0)) for d in docs
+              for e, body in T.requests(d)}
+    held = _holders(fs, parts, wanted)
+    return [{"case_id": case_id, "run": row["run"], "attempt": row["attempt"], "part": row["part"],
+             "truncated": doc.get("truncated"),
+             "requests": [_entry_doc(doc, entry, body, held) for entry, body in T.requests(doc)]}
+            for row, doc in zip(rows, docs)]
 
 
 def cmd_explain(args) -> int:
@@ -131,12 +147,12 @@ def cmd_explain(args) -> int:
     for row in found:
         print(f"case {row['case_id']} (run {row['run']}, attempt {row['attempt']}) in {row['part']}")
         for i, r in enumerate(row["requests"], 1):
-            check = "matches the request" if r["matches"] else f"DIFFERS from the request's {r['recomputed_key']}"
-            print(f"  request {i}: key {r['key']} ({check}; {r['key_version']})")
-            print(f"    = sha256({keys.KEY_VERSION} \\n request digest {r['request_digest']} \\n instance "
-                  f"{r['instance']} \\n occurrence {r['occurrence']})")
-            print(f"    request digest over endpoint {r['endpoint']}, model {r['model']}, {r['messages']} messages, "
-                  f"{r['tools']} tools, params {json.dumps(r['params'], sort_keys=True)}")
+            print(f"  request {i}: key {r['key']}")
+            print(f"    = first 16 hex of sha256('{r['key_version']}\\n{r['request_digest']}\\n{r['instance']}\\n"
+                  f"{r['occurrence']}')  (instance, occurrence of this request in the case)")
+            print(f"    request digest = sha256 of the canonical JSON of endpoint {r['endpoint']}, model {r['model']}, "
+                  f"{r['messages']} messages, {r['tools']} tools, params {json.dumps(r['params'], sort_keys=True)}"
+                  " (--format json prints it whole)")
             answer = f"error {r['error']['type']}" if r["error"] else \
                 f"{r['finish_reason']} from {r['served_model']}, usage {r['usage']}"
             print(f"    answer: {answer}{' (reused)' if r['reused'] else ''}; held by {len(r['held_by'])} parts: "

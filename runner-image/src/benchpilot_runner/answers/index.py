@@ -24,7 +24,6 @@ from ..redact import scrub
 from ..results.rows import list_parts
 from ..results.store import open_uri
 from . import transcript as T
-from .keys import KEY_VERSION
 
 log = logging.getLogger("benchpilot.answers")
 BATCH_ROWS = 256
@@ -41,7 +40,7 @@ class AnswerIndex:
 
     answers: dict[int, str] = field(default_factory=dict)
     _texts: dict[str, str] = field(default_factory=dict)  # while loading: each distinct text once
-    counts: Counter = field(default_factory=Counter)  # parts, rows, answers, duplicates, unparsable, other_scheme
+    counts: Counter = field(default_factory=Counter)  # parts, rows, transcripts, answers, duplicates, unparsable
     sources: list[str] = field(default_factory=list)
 
     def get(self, key: str) -> dict | None:
@@ -55,11 +54,7 @@ class AnswerIndex:
         """Every complete answer of one row's transcript (an unreadable one is counted and skipped)."""
         self.counts["transcripts"] += 1
         try:
-            doc = T.parse(text)
-            if doc.get("key_version") != KEY_VERSION:
-                self.counts["other_scheme"] += 1
-                return
-            found = list(T.answers(doc))
+            found = list(T.answers(T.parse(text)))
         except T.TranscriptError:
             self.counts["unparsable"] += 1
             return
@@ -138,7 +133,7 @@ def load_index(suite: str, sources: tuple[str, ...], own: str | None = None) -> 
     index.loaded()
     pa.default_memory_pool().release_unused()  # the parts' buffers: back to the system before cases run
     log.info("answers for reuse loaded", extra={"sources": index.sources, **dict(index.counts)})
-    if index.counts["unparsable"] or index.counts["other_scheme"]:
-        log.warning("some transcripts were not used for reuse", extra={
-            "unparsable": index.counts["unparsable"], "other_key_scheme": index.counts["other_scheme"]})
+    if index.counts["unparsable"]:
+        log.warning("some transcripts could not be read; their answers are not reused",
+                    extra={"unparsable": index.counts["unparsable"]})
     return index

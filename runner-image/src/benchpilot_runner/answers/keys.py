@@ -9,10 +9,10 @@ model id is always in the key: one model is never scored with another's answers 
     request digest = sha256(canonical {"endpoint", "model", "body"})
     answer key     = sha256("bp-answer-1" \\n request digest \\n instance \\n occurrence)
 
-Transcripts and the index keep the key's first ``STORED_HEX`` hex digits (64 bits: a false match
-among a million answers has odds of ~1e-8; a full key is 64 random hex digits a case could not
-compress). Canonical JSON: sorted keys, no spaces, UTF-8. ``KEY_VERSION`` changes whenever what goes into a key
-changes; answers stored under another version are counted (``other_scheme``), never silently missed.
+A key is the first ``STORED_HEX`` hex digits (64 bits: a false match among a million answers has odds
+of ~1e-8). Canonical JSON: sorted keys, no spaces, UTF-8. Keys are never stored: every reader computes
+them from the kept requests with this code, so changing what goes into a key (``KEY_VERSION``) never
+strands earlier answers (inspect_ai's cache silently stopped hitting after an upgrade, #1478).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What a run session does for answers: the index of earlier answers (reuse on), the run's own spec
-kept beside its parts (``run.json``: what ``benchpilot rescore`` runs again), and the lines that say
+kept beside its parts (``_run.json``: what ``benchpilot rescore`` runs again), and the lines that say
 what reuse did."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from .client import Answers
 from .index import load_index
 
 log = logging.getLogger("benchpilot.answers")
-SPEC_FILE = "run.json"  # a run folder's resolved spec (contract.resolved), written by every writer alike
+SPEC_FILE = "_run.json"  # the run's resolved spec, the same whoever writes it ("_": Arrow datasets skip it)
 
 
 def open_index(answers: Answers, spec: RunSpec, fs, run_dir: str) -> None:
@@ -29,7 +29,7 @@ def keep_spec(fs, run_dir: str, spec: RunSpec) -> None:
         if not fs.exists(path):
             write_whole(fs, path, json.dumps(spec.to_resolved(), indent=1, sort_keys=True).encode())
     except Exception as exc:  # noqa: BLE001 - the run goes on; a rescore of it then needs --manifest
-        log.warning("run.json could not be written beside the results", extra={"path": path, "error": str(exc)})
+        log.warning("_run.json could not be written beside the results", extra={"path": path, "error": str(exc)})
 
 
 def summary_lines(answers: Answers) -> list[str]:
@@ -39,9 +39,8 @@ def summary_lines(answers: Answers) -> list[str]:
         c = answers.index.counts
         out.append(f"reuse: {answers.hits} answers taken from earlier results, {answers.misses} requests not found "
                    f"({c['answers']} answers in {c['parts']} parts of {len(answers.index.sources)} sources)")
-        if c["unparsable"] or c["other_scheme"]:
-            out.append(f"reuse: {c['unparsable']} transcripts could not be read and {c['other_scheme']} use another "
-                       "key scheme; their answers were not reused")
+        if c["unparsable"]:
+            out.append(f"reuse: {c['unparsable']} transcripts could not be read; their answers were not reused")
     for label, before, now in answers.drift[:5]:
         out.append(f"warning: model {label} changed its served model during the run: {before[0]} "
                    f"(fingerprint {before[1]}) -> {now[0]} (fingerprint {now[1]})")

@@ -2,18 +2,20 @@
 
 The ``transcript`` column is JSON text (format 1)::
 
-    {"v": 1, "key_version": "bp-answer-1", "endpoint": "<base URL, normalised>", "instance": 3,
-     "entries": [{"key": "<answer key, 16 hex digits>", "occ": 0, "model": "<id as sent>",
+    {"v": 1, "endpoint": "<base URL, normalised>", "instance": 3,
+     "entries": [{"model": "<id as sent>", "occ": 1,       # occ: the request's occurrence in the case, if not 0
                   "request": {"prefix": 4, "messages": [<messages after the first 4 of the previous request's
                                                          messages followed by its answer>],
                               "tools": [...] | "same", "params": {<every other body field>}},
                   "response": {"message": {...}, "usage": [prompt, completion], "finish_reason": "stop",
                                "served_model": "...", "fingerprint": "..."},
                   "reused": true},                      # answered from earlier results, not the provider
-                 {"key": ..., "request": ..., "error": {"type": "http_error", "message": "..."}}],
+                 {"model": ..., "request": ..., "error": {"type": "http_error", "message": "..."}}],
      "truncated": {"entries": 40, "kept": 31, "bytes": 301234}}   # only when it was bounded
 
-A request repeats the previous one's messages and answer (a conversation grows by appending), so it
+No key is kept: whoever reads a transcript computes each answer's key from the kept request with the
+current :mod:`.keys` (so a key scheme that changes never strands old answers, and a transcript cannot
+carry a key that does not match its request). A request repeats the previous one's messages and answer (a conversation grows by appending), so it
 keeps only the messages after what it has in common with them (``prefix``), and ``"same"`` tools: storage grows with a conversation's
 length, not its square. No header (so no credential) is ever kept; the row's text is scrubbed like
 every text (:func:`results.rows.make_row`). Over ``MAX_BYTES`` the last entries are dropped, the
@@ -26,7 +28,7 @@ import contextvars
 import json
 from typing import Iterator
 
-from .keys import KEY_VERSION, STORED_HEX
+from . import keys
 
 FORMAT = 1
 MAX_BYTES = 256 * 1024  # of one case's transcript JSON
@@ -68,12 +70,14 @@ class Transcript:
         self._history, self._last_tools = messages, tools
         return req
 
-    def record(self, endpoint: str, body: dict, key: str, occurrence: int, result=None,
+    def record(self, endpoint: str, body: dict, occurrence: int, result=None,
                error: BaseException | None = None) -> None:
         """One request and its answer (an ``llm.base.ChatResult``) or the error it ended in; ``endpoint`` as
         :func:`.keys.normalize_base_url` gives it."""
         self.endpoint = self.endpoint or endpoint
-        entry = {"key": key, "occ": occurrence, "model": body.get("model"), "request": self._request(body)}
+        entry = {"model": body.get("model"), "request": self._request(body)}
+        if occurrence:
+            entry["occ"] = occurrence
         if result is not None:
             usage = list(result.saved_tokens) if result.reused else [result.prompt_tokens, result.completion_tokens]
             entry["response"] = {"message": result.message, "usage": usage, "finish_reason": result.finish_reason,
@@ -95,7 +99,7 @@ class Transcript:
         """The transcript's JSON text, at most ``limit`` bytes (whole entries dropped from the end)."""
         if not self.entries:
             return None
-        head = {"v": FORMAT, "key_version": KEY_VERSION, "endpoint": self.endpoint, "instance": self.instance}
+        head = {"v": FORMAT, "endpoint": self.endpoint, "instance": self.instance}
         text = json.dumps({**head, "entries": self.entries}, default=str)
         if len(text.encode()) <= limit:
             return text
@@ -133,20 +137,27 @@ def parse(text: str) -> dict:
 
 
 def answers(doc: dict) -> Iterator[tuple[str, dict]]:
-    """(key, response) of every complete, successful answer; a malformed entry raises TranscriptError."""
-    for entry in doc["entries"]:
-        if not isinstance(entry, dict):
-            raise TranscriptError("an entry is not an object")
-        response = entry.get("response")
-        if response is None:
-            continue  # the request failed: nothing to reuse
-        key = entry.get("key")
-        if not isinstance(key, str) or len(key) != STORED_HEX or key.strip("0123456789abcdef") \
-                or not isinstance(response, dict) or not isinstance(response.get("message"), dict):
-            raise TranscriptError("an answer without a key or message")
-        if response.get("finish_reason") in INCOMPLETE:
-            continue
-        yield key, response
+    """(key, response) of every complete, successful answer, the key computed by the current
+    :mod:`.keys` from the kept request; a malformed transcript raises TranscriptError."""
+    endpoint, instance = doc.get("endpoint"), doc.get("instance")
+    if not isinstance(endpoint, str) or not isinstance(instance, int):
+        raise TranscriptError("no endpoint or instance")
+    cache: dict = {}
+    try:
+        for entry, body in requests(doc):
+            response = entry.get("response")
+            if response is None:
+                continue  # the request failed: nothing to reuse
+            if not isinstance(response, dict) or not isinstance(response.get("message"), dict):
+                raise TranscriptError("an answer without a message")
+            if response.get("finish_reason") in INCOMPLETE:
+                continue
+            occ = entry.get("occ", 0)
+            yield keys.answer_key(keys.request_digest(endpoint, body, cache), instance, occ), response
+    except (AttributeError, TypeError, ValueError) as exc:
+        if isinstance(exc, TranscriptError):
+            raise
+        raise TranscriptError(f"a malformed entry: {type(exc).__name__}: {exc}") from None
 
 
 def requests(doc: dict) -> Iterator[tuple[dict, dict]]:
@@ -154,6 +165,8 @@ def requests(doc: dict) -> Iterator[tuple[dict, dict]]:
     history: list = []  # the previous request's messages and its answer
     tools = None
     for entry in doc["entries"]:
+        if not isinstance(entry, dict):
+            raise TranscriptError("an entry is not an object")
         req = entry.get("request") or {}
         messages = history[:req.get("prefix", 0)] + list(req.get("messages") or [])
         answer = (entry.get("response") or {}).get("message")

@@ -16,16 +16,13 @@ import json
 import sys
 from dataclasses import replace
 
-import pyarrow.compute as pc
-
 from ..contract.parse import with_overrides
 from ..contract.resolved import from_resolved
 from ..contract.types import Reuse, RunSpec
 from ..llm.base import LLMConnectionError
-from ..results.rows import list_parts, read_part
 from . import keys, transcript as T
-from .index import ReuseError, _parts
-from .runs import SPEC_FILE
+
+# the command line imports this module to add its parsers: pyarrow and the results are imported when used
 
 
 def add_parsers(sub, cache_sub) -> None:
@@ -49,8 +46,10 @@ async def _refuse(url: str, headers: dict, payload: dict):
 def source_spec(uri: str) -> RunSpec:
     """The resolved spec a run kept beside its parts (exactly one run under ``uri``)."""
     from ..results.store import open_uri
+    from .index import ReuseError, source_parts
+    from .runs import SPEC_FILE
 
-    _parts(uri, must_exist=True)  # an unreadable or empty source is refused as for reuse
+    source_parts(uri, must_exist=True)  # an unreadable or empty source is refused as for reuse
     fs, root = open_uri(uri)
     found = sorted(p for p in fs.find(root) if p.rsplit("/", 1)[-1] == SPEC_FILE)
     if not found:
@@ -100,6 +99,10 @@ def _entry_doc(doc: dict, entry: dict, body: dict, held: dict[str, list[str]]) -
 
 
 def _case_rows(fs, parts: list[str], case_id: str) -> list[dict]:
+    import pyarrow.compute as pc
+
+    from ..results.rows import read_part
+
     rows = []
     for part in parts:
         table = read_part(fs, part, ("case_id", "run", "attempt", "transcript"))
@@ -109,6 +112,8 @@ def _case_rows(fs, parts: list[str], case_id: str) -> list[dict]:
 
 def _holders(fs, parts: list[str], wanted: set[str]) -> dict[str, list[str]]:
     """key -> the parts holding a complete answer under it (every transcript's keys, computed as reuse does)."""
+    from ..results.rows import read_part
+
     held: dict[str, list[str]] = {}
     for part in parts:
         for text in read_part(fs, part, ("transcript",)).column("transcript").to_pylist():
@@ -124,7 +129,9 @@ def _holders(fs, parts: list[str], wanted: set[str]) -> dict[str, list[str]]:
 
 def explain(uri: str, case_id: str) -> list[dict]:
     """Every request of every row of ``case_id`` under ``uri``, with its key and the parts holding it."""
-    fs, parts = _parts(uri, must_exist=True)
+    from .index import ReuseError, source_parts
+
+    fs, parts = source_parts(uri, must_exist=True)
     rows = _case_rows(fs, parts, case_id)
     if not rows:
         raise ReuseError(f"no row of case {case_id} under {uri}")

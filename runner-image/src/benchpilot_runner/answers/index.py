@@ -71,7 +71,7 @@ class AnswerIndex:
         self._texts = {}
 
 
-def _parts(uri: str, *, must_exist: bool) -> tuple[object, list[str]]:
+def source_parts(uri: str, *, must_exist: bool) -> tuple[object, list[str]]:
     try:
         fs, root = open_uri(uri)
         parts = list_parts(fs, root, recursive=True) if fs.exists(root) else []
@@ -116,7 +116,7 @@ def _add_part(index: AnswerIndex, fs, part: str, uri: str, suite: str) -> None:
 
 def add_source(index: AnswerIndex, uri: str, suite: str, *, must_exist: bool = True) -> None:
     """Every answer under ``uri``; refused when it is unreadable or holds another suite's results."""
-    fs, parts = _parts(uri, must_exist=must_exist)
+    fs, parts = source_parts(uri, must_exist=must_exist)
     for part in parts:
         _add_part(index, fs, part, uri, suite)
     index.sources.append(uri)

@@ -198,8 +198,11 @@ def test_sixteen_writers_add_answers_at_once_none_lost(tmp_path):
     assert len(index) == WRITERS * ROWS * TURNS  # every answer of every writer, none lost
     assert index.counts["unparsable"] == index.counts["duplicates"] == 0
     assert index.counts["rows"] == WRITERS * ROWS
+    for w, r, t in ((5, 9, 2), (0, 0, 0), (15, 39, 1), (7, 21, 0)):  # each answer under its own key
+        body = request_body(f"writer-{w}", [{"role": "user", "content": f"{w}/{r}/{t}"}], [], {})
+        assert index.get(K.key_of(URL, body, r, 0))["message"]["content"] == f"{w}/{r}/{t}"
     body = request_body("writer-5", [{"role": "user", "content": "5/9/2"}], [], {})
-    assert index.get(K.key_of(URL, body, 9, 0))["message"]["content"] == "5/9/2"
+    assert index.get(K.key_of(URL, body, 9, 1)) is None and index.get(K.key_of(URL, body, 8, 0)) is None
 
 
 def test_a_source_that_is_missing_empty_or_of_another_suite_is_refused(tmp_path):

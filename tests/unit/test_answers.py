@@ -310,3 +310,26 @@ def test_spec_reuse_defaults_overrides_and_round_trip():
     flagged = with_overrides(off, reuse_from=("./other", "./r"))
     assert flagged.reuse.enabled and flagged.reuse.sources == ("./r", "./other")
     assert with_overrides(parse_manifest(_doc(None)), reuse=True).reuse.enabled
+
+
+def test_reused_answers_and_what_they_saved_are_counted_apart_in_the_metrics():
+    from benchpilot_runner.contract.parse import parse_manifest
+    from benchpilot_runner.health import Heartbeat
+    from benchpilot_runner.metrics import RunnerMetrics
+    from benchpilot_runner.results.rows import make_row
+    from benchpilot_runner.scheduler import Context, ShardScheduler
+    from tests.helpers import manifest
+
+    spec = parse_manifest(manifest())
+    metrics = RunnerMetrics()
+    sched = ShardScheduler(Context(spec, None, metrics, Heartbeat(60.0)), 0, sink=None, concurrency=1)
+    assert sched.scoring_version == "workflow-scoring-1"
+    base = dict(run=spec.name, namespace="default", case_id="c", model="m", prompt_type="baseline", status="success")
+    sched._record(make_row(**base, reused=3, saved_tokens=180, saved_usd=0.25, cost_usd=0.0), 0.1, 0.0)
+    sched._record(make_row(**base, reused=0, saved_tokens=0, cost_usd=0.5, prompt_tokens=100), 0.1, 0.5)
+    value = metrics.registry.get_sample_value
+    labels = {"run": spec.name, "model": "m"}
+    assert value("benchpilot_reused_answers_total", labels) == 3
+    assert value("benchpilot_saved_tokens_total", labels) == 180
+    assert value("benchpilot_saved_usd_total", labels) == 0.25
+    assert value("benchpilot_cost_usd_total", labels) == 0.5  # only what was paid

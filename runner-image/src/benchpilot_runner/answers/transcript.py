@@ -15,9 +15,10 @@ The ``transcript`` column is JSON text (format 1)::
 
 No key is kept: whoever reads a transcript computes each answer's key from the kept request with the
 current :mod:`.keys` (so a key scheme that changes never strands old answers, and a transcript cannot
-carry a key that does not match its request). A request repeats the previous one's messages and answer (a conversation grows by appending), so it
-keeps only the messages after what it has in common with them (``prefix``), and ``"same"`` tools: storage grows with a conversation's
-length, not its square. No header (so no credential) is ever kept; the row's text is scrubbed like
+carry a key that does not match its request). A request repeats the previous one's messages and
+answer (a conversation grows by appending), so it keeps only the messages after what it has in
+common with them (``prefix``), and ``"same"`` tools: storage grows with a conversation's length, not
+its square. No header (so no credential) is ever kept; the row's text is scrubbed like
 every text (:func:`results.rows.make_row`). Over ``MAX_BYTES`` the last entries are dropped, the
 ``truncated`` marker says how many; the entries kept are whole.
 """

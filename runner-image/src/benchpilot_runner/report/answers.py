@@ -125,4 +125,6 @@ def conversation(text: str | None) -> str | None:
     out = "\n".join(lines)
     if doc.get("truncated"):
         out += f"\n(transcript truncated: {doc['truncated']})"
-    return out if len(out) <= MAX_CONVERSATION_CHARS else out[:MAX_CONVERSATION_CHARS] + f"… ({len(out)} characters, cut)"
+    if len(out) > MAX_CONVERSATION_CHARS:
+        out = out[:MAX_CONVERSATION_CHARS] + f"… ({len(out)} characters, cut)"
+    return out

@@ -217,3 +217,18 @@ def test_a_served_model_that_changes_mid_run_is_warned_about_and_grouped(tmp_pat
     assert "model swapped was served by several models" in page and "drift-6-v2" in page
     assert "<h4>conversation</h4>" in page
     assert "model swapped was served by several models" in run_cli("report", str(tmp_path / "d")).stdout
+
+
+def test_a_pod_tells_the_operator_which_served_models_answered(tmp_path, fake_llm):
+    from benchpilot_runner.contract.outcomes import parse_termination
+    from tests.integration.test_shard_pod import Shard, openai_doc
+
+    doc = openai_doc(tmp_path, fake_llm, "drift-3")
+    doc["spec"]["sharding"] = {"shards": 1, "concurrencyPerShard": 1}
+    log = tmp_path / "termination-log"
+    sh = Shard(tmp_path, doc, env={"BENCHPILOT_TERMINATION_LOG": str(log)})
+    code, err = sh.run(timeout=120)
+    assert code == 0, err[-3000:]
+    said = parse_termination(log.read_text())
+    assert said.served == (("openai/drift-3", ("drift-3 (fp_a)", "drift-3-v2 (fp_b)")),)
+    assert "served model changed during the run" in err

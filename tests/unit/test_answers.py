@@ -333,3 +333,16 @@ def test_reused_answers_and_what_they_saved_are_counted_apart_in_the_metrics():
     assert value("benchpilot_saved_tokens_total", labels) == 180
     assert value("benchpilot_saved_usd_total", labels) == 0.25
     assert value("benchpilot_cost_usd_total", labels) == 0.5  # only what was paid
+
+
+def test_the_termination_message_carries_served_models_within_the_kubelets_cap():
+    from benchpilot_runner.contract.outcomes import Reason, TERMINATION_MESSAGE_BYTES, parse_termination
+
+    served = {f"model-{i}": [f"served-{i}-{j} (fp_{j})" + "x" * 100 for j in range(9)] for i in range(20)}
+    text = Reason.COMPLETE.to_message("m" * 10_000, done=5, total=5, served=served)
+    assert len(text.encode()) <= TERMINATION_MESSAGE_BYTES
+    said = parse_termination(text)
+    assert said.done == 5 and len(said.served) == 6 and all(len(ids) == 3 for _, ids in said.served)
+    small = parse_termination(Reason.COMPLETE.to_message("ok", served={"m": ["a (fp_1)", "b (fp_2)"]}))
+    assert small.served == (("m", ("a (fp_1)", "b (fp_2)")),) and small.message == "ok"
+    assert parse_termination(json.dumps({"reason": "Complete", "served": "nonsense"})).served == ()

@@ -112,7 +112,7 @@ async def run_pod(env: PodEnv, *, retrieval: Retrieval | None = None, transport=
                              budget_stopped=bool(result.stopped_by) and not result.complete)
     total = result.total - result.absent  # positions without a case in the dataset are not cases
     write_termination(env, reason, "; ".join(lines) or f"{result.final}/{total} cases with a final outcome",
-                      done=result.final, failed=result.retryable, total=total)
+                      done=result.final, failed=result.retryable, total=total, served={m: [scrub(x) for x in ids] for m, ids in session.answers.seen.items()})
     return code
 
 

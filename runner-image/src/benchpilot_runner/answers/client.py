@@ -40,6 +40,7 @@ class Answers:
     hits: int = 0
     misses: int = 0
     _served: dict = field(default_factory=dict)  # model label -> (served model, fingerprint) last seen
+    seen: dict = field(default_factory=dict)  # model label -> every "served model (fingerprint)" seen, in order
     drift: list = field(default_factory=list)  # (label, before, now) of every change seen
 
     def lookup(self, key: str) -> ChatResult | None:
@@ -58,6 +59,10 @@ class Answers:
         now = (result.served_model, result.fingerprint)
         if now == (None, None):
             return
+        name = f"{now[0]} ({now[1]})" if now[1] else str(now[0])
+        names = self.seen.setdefault(label, [])
+        if name not in names:
+            names.append(name)
         before = self._served.setdefault(label, now)
         if before != now:
             self._served[label] = now

@@ -232,3 +232,29 @@ def test_a_pod_tells_the_operator_which_served_models_answered(tmp_path, fake_ll
     said = parse_termination(log.read_text())
     assert said.served == (("openai/drift-3", ("drift-3 (fp_a)", "drift-3-v2 (fp_b)")),)
     assert "served model changed during the run" in err
+
+
+def test_answers_written_by_pods_to_the_object_store_are_reused_from_it(tmp_path, fake_llm, moto_s3):
+    """Across machines: two shard pods write their answers to S3 at once; a run elsewhere reuses them all."""
+    from tests.integration.test_shard_pod import Shard
+
+    bucket = moto_s3.bucket("reuse-pods")
+    doc = doc_for(fake_llm.base_url, "pods", [{"name": "agent", "model": "follow"}],
+                  sharding={"shards": 2, "concurrencyPerShard": 4})
+    doc["spec"]["output"] = {"uri": f"s3://{bucket}/results", "flushEveryRows": 2}
+    doc["metadata"]["uid"] = "uid-pods"
+    pods = [Shard(tmp_path, json.loads(json.dumps(doc)), shard=i, env=moto_s3.env()) for i in (0, 1)]
+    for p in pods:
+        p.start()
+    for p in pods:
+        _, err = p.proc.communicate(timeout=120)
+        assert p.proc.returncode == 0, err[-3000:]
+    sent = fake_llm.fake.requests["follow"]
+    again = doc_for(fake_llm.base_url, "elsewhere", [{"name": "agent", "model": "follow"}])
+    path = write_manifest(tmp_path / "elsewhere.yaml", again)
+    done = run_cli("run", str(path), "--output", str(tmp_path / "local"), "--no-progress", "--reuse-from",
+                   f"s3://{bucket}/results/default/pods/uid-pods", env=moto_s3.env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert fake_llm.fake.requests["follow"] == sent
+    rows = rows_of(tmp_path / "local")
+    assert len(rows) == 12 and all(r["reused"] == r["turns"] > 0 for r in rows)

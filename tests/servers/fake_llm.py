@@ -16,6 +16,8 @@ The requested model name picks the behaviour, so one server serves every test of
   given only in LiteLLM's ``llm_provider-retry-after`` header; then answers;
 - ``badshape-once``: on the first attempt of a turn a 200 whose ``tool_calls`` is not a list and
   whose ``usage.prompt_tokens`` is ``"lots"``;
+- ``drift-<n>``: like ``follow``, served as ``drift-<n>`` with fingerprint ``fp_a`` for its first ``n``
+  requests, then as ``drift-<n>-v2`` with ``fp_b`` (a provider that swapped the model mid-run);
 - ``priced``: like ``follow``, with usage of 1000 prompt and 100 completion tokens per answer;
 - ``t2s.<table>.<shape>``: the SQL a test registered for the prompt's question in
   ``sql_tables[<table>]``, in one of the shapes real models answer in (``tests/servers/sql_answers.py``);
@@ -242,6 +244,11 @@ class FakeLLM:
             return web.json_response({"choices": [{"message": {"role": "assistant", "content": None,
                                                                "tool_calls": "not-a-list"}}],
                                       "usage": {"prompt_tokens": "lots"}})
+        if model.startswith("drift-"):
+            later = self.requests[model] > int(model.split("-", 1)[1])
+            body = _completion(_answer(messages, tools), f"{model}-v2" if later else model)
+            body["system_fingerprint"] = "fp_b" if later else "fp_a"
+            return web.json_response(body)
         if model == "priced":
             body = _completion(_answer(messages, tools), model)
             body["usage"] = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}

@@ -365,3 +365,25 @@ async def test_shares_that_failed_to_publish_are_published_again():
     second = await reconcile_run({**body, "status": recorded}, again, CFG, OperatorMetrics())
     assert second["limitSharesPublished"] is True and second["limitShares"] == recorded["limitShares"]
     assert any(p.endswith("/r-shares") for p in again.patches), "published again although the shares did not change"
+
+
+def test_a_model_served_by_two_models_across_shards_is_a_condition_and_an_event():
+    """Each pod sees only its own answers: the operator unions what the shards' runners say."""
+    def pod(served: dict) -> PodB:
+        p = PodB().terminated(0, "Complete", done=8, total=8)
+        status = p.obj["status"]["containerStatuses"][0]["state"]["terminated"]
+        status["message"] = json.dumps({**json.loads(status["message"]), "served": served})
+        return p
+
+    spec = spec_of(sharding={"shards": 2})
+    same = [obs(0, JobB().succeeded(), pod({"m": ["gpt-x (fp_a)"]})),
+            obs(1, JobB(index=1).succeeded(), pod({"m": ["gpt-x (fp_a)"]}))]
+    st, _ = run(spec, same)
+    assert "ServedModelChanged" not in {c["type"] for c in st["conditions"]}
+    swapped = [same[0], obs(1, JobB(index=1).succeeded(), pod({"m": ["gpt-x (fp_a)", "gpt-x-2 (fp_b)"]}))]
+    st, acts = run(spec, swapped)
+    [cond] = [c for c in st["conditions"] if c["type"] == "ServedModelChanged"]
+    assert cond["status"] == "True" and "m: gpt-x (fp_a), gpt-x-2 (fp_b)" in cond["message"]
+    assert ("Warning", "ServedModelChanged", cond["message"]) in acts.events
+    _, again = run(spec, swapped, prev=st)
+    assert not [e for e in again.events if e[1] == "ServedModelChanged"], "the event once, not every pass"

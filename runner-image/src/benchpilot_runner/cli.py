@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, help="serve /metrics and /healthz on 127.0.0.1:PORT")
     run.add_argument("--cache", help="a cache folder made by 'benchpilot cache build' (embedding retrieval)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar or summary table")
+    run.add_argument("--reuse", action="store_true",
+                     help="answer identical requests from earlier results (this run's own and spec.reuse.sources)")
+    run.add_argument("--reuse-from", action="append", metavar="URI", default=[],
+                     help="also reuse the answers kept under this result URI (repeatable; turns reuse on)")
 
     _plan_parser(sub)
 
@@ -75,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="task instances per task type and difficulty to embed (default 100)")
     verify = csub.add_parser("verify", help="check a cache folder against its manifest")
     verify.add_argument("dir")
+    from .answers.commands import add_parsers
+
+    add_parsers(sub, csub)
 
     fp = sub.add_parser("footprint", help="measure base, shared and per-worker memory (JSON)")
     fp.add_argument("--cache", help="cache folder to load as a shard would (default: none)")
@@ -116,7 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .manifest import load_manifest
     from .suites.base import Retrieval
 
-    spec = with_overrides(load_manifest(args.manifest), output=args.output, shards=args.shards)
+    spec = with_overrides(load_manifest(args.manifest), output=args.output, shards=args.shards,
+                          reuse=args.reuse, reuse_from=tuple(args.reuse_from))
     _free_port(args.metrics_port, "--metrics-port")
     retrieval = Retrieval()
     cache_dir = args.cache or spec.cache_path
@@ -208,6 +216,11 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     from .resources import Cache
 
+    if args.cache_command == "explain":
+        from .answers.commands import cmd_explain
+
+        return cmd_explain(args)
+
     if args.cache_command == "build":
         from .cache import build
 
@@ -292,4 +305,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_cache(args)
     if args.command == "footprint":
         return cmd_footprint(args)
+    if args.command == "rescore":
+        from .answers.commands import cmd_rescore
+
+        return cmd_rescore(args)
     raise AssertionError(args.command)

@@ -15,6 +15,7 @@ import sys
 import time
 
 from . import report as reportmod
+from .answers.runs import summary_lines
 from .contract.types import RunSpec
 from .session import Setup, conclude, open_run, run_shards
 from .signals import StopSignals
@@ -64,10 +65,10 @@ class Progress:
 
 
 async def run_local(spec: RunSpec, *, metrics_port: int | None = None, show_progress: bool = True,
-                    retrieval: Retrieval = Retrieval(), transport=None) -> int:
+                    retrieval: Retrieval = Retrieval(), transport=None, replay: bool = False) -> int:
     """Every shard of ``spec`` in this process. A configuration problem (a dataset that cannot be used,
     another writer on the run) raises ``ConfigError`` before any case runs."""
-    setup = Setup(shards=tuple(range(spec.sharding.shards)), retrieval=retrieval, transport=transport,
+    setup = Setup(shards=tuple(range(spec.sharding.shards)), retrieval=retrieval, transport=transport, replay=replay,
                   serve_at=("127.0.0.1", metrics_port) if metrics_port else None)
     async with open_run(spec, setup) as session:
         progress = Progress(spec.total_cases, enabled=show_progress)
@@ -100,7 +101,7 @@ def _say(session, results, lines: list[str], summary: dict, total: int, interrup
     if absent:
         print(f"{absent} positions of the matrix have no case in the suite's dataset (fewer questions in a cell "
               f"than matrix.instances); they are not cases", file=sys.stderr)
-    for line in lines:
+    for line in [*summary_lines(session.answers), *lines]:
         print(line, file=sys.stderr)
     if interrupted:
         print(f"interrupted ({interrupted}): {summary['total']}/{total} cases have results; "

@@ -54,5 +54,14 @@ class RunnerMetrics:
                               ["run", "model", "kind"], registry=r)
         self.cost = Counter("benchpilot_cost_usd", "Cost of the cases finished, in USD, from the models' prices.",
                             ["run", "model"], registry=r)
+        self.reused_answers = Counter("benchpilot_reused_answers", "Answers taken from earlier results, not paid.",
+                                      ["run", "model"], registry=r)
+        self.saved_tokens = Counter("benchpilot_saved_tokens", "Tokens of the reused answers (not paid again).",
+                                    ["run", "model"], registry=r)
+        self.saved_usd = Counter("benchpilot_saved_usd", "Cost of the reused answers at the models' prices (saved).",
+                                 ["run", "model"], registry=r)
+        self.served_model_changes = Counter("benchpilot_served_model_changes",
+                                            "Times an endpoint model answered as another served model or fingerprint.",
+                                            ["run", "model"], registry=r)
         self.cases_planned = Gauge(SHARD_CASES_METRIC, "Cases of this process's shards, by state.",
                                    ["run", "state"], registry=r)

@@ -23,6 +23,7 @@ from .manifest import load_manifest
 from .models import apply_fraction
 from .redact import scrub
 from .results.lease import LEASE_TTL_S
+from .answers.runs import summary_lines
 from .session import Setup, auth_refused, conclude, open_run, run_shards
 from .signals import StopSignals
 from .suites.base import Retrieval
@@ -101,6 +102,8 @@ async def run_pod(env: PodEnv, *, retrieval: Retrieval | None = None, transport=
             done.set()
             await follower
         refused = auth_refused(session)
+    for line in summary_lines(session.answers):  # reuse counts; a served model that changed (drift)
+        log.log(logging.WARNING if line.startswith("warning") else logging.INFO, line, extra={"shard": env.shard})
     for line in lines:
         log.log(logging.INFO if code == 0 else logging.ERROR, line, extra={"shard": env.shard, "exit_code": code})
     for name, why in refused.items():
@@ -109,7 +112,7 @@ async def run_pod(env: PodEnv, *, retrieval: Retrieval | None = None, transport=
                              budget_stopped=bool(result.stopped_by) and not result.complete)
     total = result.total - result.absent  # positions without a case in the dataset are not cases
     write_termination(env, reason, "; ".join(lines) or f"{result.final}/{total} cases with a final outcome",
-                      done=result.final, failed=result.retryable, total=total)
+                      done=result.final, failed=result.retryable, total=total, served={m: [scrub(x) for x in ids] for m, ids in session.answers.seen.items()})
     return code
 
 

@@ -14,6 +14,7 @@ import threading
 
 MASK = "[REDACTED]"
 _MIN_SECRET = 6  # shorter values are too likely to match ordinary text; they are not registered
+_MIN_MATCH = 7  # the shortest text any pattern can match ("ak-" and 8 characters is longer; so is a registered key)
 
 _PATTERNS = [
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"),
@@ -25,6 +26,12 @@ _PATTERNS = [
     re.compile(r"(?i)((?:api[_-]?key|x-api-key|authorization|secret[_-]?access[_-]?key|password|passwd|token)"
                r"[\"']?\s*[:=]\s*[\"']?)([^\s\"',;}&]{4,})"),
 ]
+
+# Per pattern, lower-case texts one of which any match must contain: a text holding none of them skips the
+# pattern (a transcript is tens of kilobytes; most patterns never apply to it).
+_MARKERS = (("bearer", "basic"), ("sk-", "pk-", "rk-", "ak-"), ("sk_live_", "sk_test_"), ("aiza",), ("akia", "asia"),
+            ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+            ("api", "authorization", "secret", "password", "passwd", "token"))
 
 _lock = threading.Lock()
 _secrets: tuple[str, ...] = ()
@@ -50,13 +57,15 @@ def _sub_pattern(m: re.Match) -> str:
 
 def scrub(text: object) -> object:
     """``text`` with every secret masked; non-strings are returned unchanged."""
-    if not isinstance(text, str) or not text:
+    if not isinstance(text, str) or len(text) < min(_MIN_MATCH, _MIN_SECRET):
         return text
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    for pattern in _PATTERNS:
-        text = pattern.sub(_sub_pattern, text)
+    lower = text.casefold()  # as (?i) matches: the long s and the Kelvin sign fold to s and k
+    for pattern, markers in zip(_PATTERNS, _MARKERS):
+        if any(m in lower for m in markers):
+            text = pattern.sub(_sub_pattern, text)
     return text
 
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from .answers.transcript import CURRENT as TRANSCRIPT, Transcript
 from .cases import CaseProgress, CaseRunner
 from .contract.cases import Case
 from .contract.outcomes import RETRY_STATUSES
@@ -49,6 +50,14 @@ def timeout_fields(timeout_s: float, turns: int, queue: QueueWait, now: float) -
                                  f"not for the provider; {state}"}
     return {"status": "timeout", "score": 0.0, "error_type": "case_timeout",
             "error_message": f"case did not finish within {timeout_s:g}s (after {turns} turns)"}
+
+
+def scoring_version(suite: str) -> str:
+    """The version of the suite's scoring code, written into every row (the report names older ones)."""
+    from .contract.registry import find_suite
+
+    found = find_suite(suite)
+    return str(getattr(found, "scoring_version", None) or found.version)
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,7 @@ class ShardScheduler:
         self.tally = Tally()
         self.stopped_by: str | None = None  # the gate's reason, when it stopped the shard
         self.dispatched_all = False
+        self.scoring_version = scoring_version(self.spec.suite)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -99,11 +109,12 @@ class ShardScheduler:
     def absent(self) -> int:
         return self.tally.absent
 
-    async def _fields(self, case: Case, progress: CaseProgress) -> dict:
+    async def _fields(self, case: Case, progress: CaseProgress, transcript: Transcript) -> dict:
         """The suite's result fields for ``case``, or the row of a timeout or a crash."""
         spec, m = self.spec, self.ctx.metrics
         m.inflight.labels(spec.name).inc()
         CASE_DEADLINE.set(time.monotonic() + spec.limits.case_timeout_s)
+        TRANSCRIPT.set(transcript)
         queue = QueueWait()
         LIMITER_WAIT.set(queue)
         try:
@@ -122,18 +133,23 @@ class ShardScheduler:
 
     async def _one(self, case: Case) -> None:
         spec = self.spec
-        progress = CaseProgress()
+        progress, transcript = CaseProgress(), Transcript(case.instance)
         started, t0 = time.time(), time.monotonic()
-        fields = await self._fields(case, progress)
+        fields = await self._fields(case, progress, transcript)
         elapsed = time.monotonic() - t0
-        cost = spec.model(case.model).cost_usd(progress.prompt_tokens, progress.completion_tokens)
+        model = spec.model(case.model)
+        cost = model.cost_usd(progress.prompt_tokens, progress.completion_tokens)
+        answered = transcript.row_fields()
+        if answered["reused"]:
+            answered["saved_usd"] = model.cost_usd(*transcript.saved)
         row = make_row(
             run=spec.name, namespace=spec.namespace, case_id=case.case_id, suite=spec.suite, model=case.model,
             prompt_type=case.prompt_type, difficulty=case.difficulty, task_type=case.task_type,
             instance=case.instance, shard=self.shard, attempt=self.hooks.next_attempt(case.case_id),
             latency_s=round(elapsed, 4), turns=progress.turns, tool_calls=progress.tool_calls,
             prompt_tokens=progress.prompt_tokens, completion_tokens=progress.completion_tokens, cost_usd=cost,
-            started_at=_utc(started), finished_at=_utc(time.time()), **fields)
+            started_at=_utc(started), finished_at=_utc(time.time()), scoring_version=self.scoring_version,
+            **answered, **fields)
         self.sink.add(row)
         self._record(row, elapsed, cost)
         self.hooks.on_case_done(row)
@@ -146,6 +162,10 @@ class ShardScheduler:
         m.case_seconds.labels(spec.name, row["model"]).observe(elapsed)
         if cost:
             m.cost.labels(spec.name, row["model"]).inc(cost)
+        if row["reused"]:
+            m.reused_answers.labels(spec.name, row["model"]).inc(row["reused"])
+            m.saved_tokens.labels(spec.name, row["model"]).inc(row["saved_tokens"] or 0)
+            m.saved_usd.labels(spec.name, row["model"]).inc(row["saved_usd"] or 0.0)
         self.ctx.heartbeat.beat()
         if row["status"] in RETRY_STATUSES:
             log.warning("case failed; a rerun retries it", extra={k: row[k] for k in (

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .answers.client import Answers
+from .answers.runs import keep_spec, open_index
 from .budget import BudgetTracker
 from .cases import CaseRunner, make_runner
 from .contract.fields import SpecError
@@ -65,6 +67,7 @@ class Setup:
     serve_field: str = "--metrics-port"  # named when the port cannot be listened on
     memory_request_bytes: int | None = None  # the pod's request (reported), else the formula's
     transport: object = None  # the endpoints' HTTP transport (tests inject one)
+    replay: bool = False  # answer only from the reuse sources' transcripts, never the provider (rescore)
 
 
 @dataclass
@@ -82,6 +85,7 @@ class RunSession:
     state: ResumeState
     budget: BudgetTracker
     sinks: list = field(default_factory=list)
+    answers: Answers = field(default_factory=Answers)
 
     @property
     def writer(self) -> str:
@@ -106,19 +110,21 @@ async def open_run(spec: RunSpec, setup: Setup):
     heartbeat.beat()
     endpoints = build_clients(spec, metrics, heartbeat, transport=setup.transport, fraction=setup.fraction,
                               concurrency=spec.sharding.concurrency_per_shard * len(setup.shards))
-    server = None
+    server, answers = None, Answers(replay=setup.replay, metrics=metrics, run=spec.name)
     try:
         server = await _serve(heartbeat, metrics, setup)  # answers the startup probe while the suite loads
-        runner = await _prepare(spec, setup, endpoints, heartbeat)
+        runner = await _prepare(spec, setup, answers.wrap(endpoints), heartbeat)
         uid = spec.uid or local_uid(spec, runner.retrieval.kind)
         run_dir = run_path(root, spec.namespace, spec.name, uid)
         lease = await acquire_lease(fs, run_dir, list(setup.shards), new_writer_id(), wait_s=setup.lease_wait_s)
         async with holding(lease):
             state = await asyncio.to_thread(_resume_state, fs, run_dir, spec, setup.shards)
+            await asyncio.to_thread(open_index, answers, spec, fs, run_dir)
+            await asyncio.to_thread(keep_spec, fs, run_dir, spec)
             budget = BudgetTracker(spec.budget, share=len(setup.shards) / spec.sharding.shards,
                                    spent_usd=state.spent_usd, spent_tokens=state.spent_tokens)
             yield RunSession(spec, setup, fs, run_dir, uid, metrics, heartbeat, endpoints, runner, lease, state,
-                             budget)
+                             budget, answers=answers)
     finally:
         await endpoints.close()
         if server is not None:
@@ -135,7 +141,7 @@ async def _serve(heartbeat: Heartbeat, metrics: RunnerMetrics, setup: Setup):
         raise SpecError(setup.serve_field, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-async def _prepare(spec: RunSpec, setup: Setup, endpoints: Endpoints, heartbeat: Heartbeat) -> CaseRunner:
+async def _prepare(spec: RunSpec, setup: Setup, endpoints, heartbeat: Heartbeat) -> CaseRunner:
     """The suite prepared (its dataset checked: SuiteError names the file) with the cache opened
     (CacheError), off the event loop."""
     retrieval = setup.retrieval

@@ -71,8 +71,9 @@ def last_termination(pods: list[dict]) -> Termination | None:
     if best is None:
         return None
     said = parse_termination(best[1].get("message"))
+    served = tuple((scrub(m), tuple(scrub(x) for x in ids)) for m, ids in said.served)
     return Termination(int(best[1]["exitCode"]), TerminationMessage(said.reason, scrub(said.message)[:600],
-                                                                     said.done, said.failed, said.total))
+                                                                     said.done, said.failed, said.total, served))
 
 
 def explain_failure(reason: str, message: str, pods: list[dict]) -> tuple[str, str]:

@@ -85,6 +85,28 @@ def phase_of(spec: RunSpec, p: Progress, d: Decisions, conds_prev: list[dict], n
     return ("Pending" if c["succeeded"] + c["failed"] == 0 else "Running"), []
 
 
+def served_models(shards: dict[int, ShardObs]) -> dict[str, list[str]]:
+    """model -> every served model (and fingerprint) that answered it, over the shards' last attempts."""
+    out: dict[str, list[str]] = {}
+    for i in sorted(shards):
+        term = last_termination(shards[i].pods)
+        for model, ids in (term.said.served if term else ()):
+            seen = out.setdefault(model, [])
+            seen.extend(x for x in ids if x not in seen)
+    return out
+
+
+def drift_condition(shards: dict[int, ShardObs], conds_prev: list[dict], now: str) -> list[dict]:
+    """``ServedModelChanged`` once a model was answered by more than one served model or fingerprint
+    (within a pod, or across pods); nothing while every model was served by one."""
+    changed = {m: ids for m, ids in served_models(shards).items() if len(ids) > 1}
+    if not changed:
+        return []
+    said = "; ".join(f"{m}: {', '.join(ids)}" for m, ids in sorted(changed.items()))
+    return [condition(conds_prev, "ServedModelChanged", True, "ServedModelChanged",
+                      scrub(f"served by more than one model or fingerprint during the run: {said}")[:1000], now)]
+
+
 def summarize(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict, d: Decisions, acts: Actions,
               shares: dict[int, float] | None, *, generation: int | None, results_uri: str, now: str) -> dict:
     p = progress(plan, shards, d)
@@ -93,7 +115,11 @@ def summarize(spec: RunSpec, plan: Plan, shards: dict[int, ShardObs], prev: dict
     phase, outcome = phase_of(spec, p, d, conds_prev, now)
     conditions = [ready, *outcome, condition(conds_prev, "Suspended", spec.suspend,
                                              "SuspendedBySpec" if spec.suspend else "NotSuspended",
-                                             "spec.suspend is true" if spec.suspend else "", now)]
+                                             "spec.suspend is true" if spec.suspend else "", now),
+                  *drift_condition(shards, conds_prev, now)]
+    drift = conditions[-1] if conditions[-1]["type"] == "ServedModelChanged" else None
+    if drift and not same_condition(conds_prev, "ServedModelChanged", "True", "ServedModelChanged", drift["message"]):
+        acts.events.append(("Warning", "ServedModelChanged", drift["message"]))
     if plan.lowered and not same_condition(conds_prev, "Ready", "True", "Planned", ready["message"]):
         acts.events.append(("Warning", "ConcurrencyLowered", ready["message"]))
     if prev.get("phase") != phase:

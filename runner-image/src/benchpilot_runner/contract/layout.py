@@ -4,6 +4,7 @@
     <uri>/<namespace>/<run>/<run-uid>/shard-00003/_SUCCESS
     <uri>/<namespace>/<run>/<run-uid>/_writers/<writer>.json      # a live writer's lease
     <uri>/<namespace>/<run>/<run-uid>/_SUCCESS
+    <uri>/<namespace>/<run>/<run-uid>/_run.json                    # the run's resolved spec (rescore runs it)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .outcomes import ConfigError
 SUCCESS = "_SUCCESS"  # a shard's (and the run's) commit manifest, written last
 WRITERS = "_writers"  # the folder of writer leases
 SHARD_PREFIX = "shard-"
+RUN_SPEC = "_run.json"  # the run's resolved spec beside its parts, the same whoever writes it ("_": Arrow skips it)
 PART_RE = re.compile(r"^part-(\d+)-(\d+)(?:-([0-9a-z]+))?\.parquet$")  # older parts have no writer id
 
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
@@ -59,11 +60,25 @@ class Reason(str, Enum):
         return _BY_EXIT.get(code, cls.FAILED)
 
     def to_message(self, message: str, *, done: int | None = None, failed: int | None = None,
-                   total: int | None = None) -> str:
+                   total: int | None = None, served: dict | None = None) -> str:
         """The termination message: one JSON object under the kubelet's 4 KiB cap. ``message`` must
-        already be scrubbed of secrets (the runner scrubs every text that leaves it)."""
+        already be scrubbed of secrets (the runner scrubs every text that leaves it). ``served``: model ->
+        the served models (and fingerprints) that answered it, bounded (the operator unions the shards')."""
         counts = {k: v for k, v in (("done", done), ("failed", failed), ("total", total)) if v is not None}
-        return json.dumps({"reason": self.value, "message": message[:MESSAGE_CHARS], **counts})
+        extra = {"served": bounded_served(served)} if served else {}
+        room = MESSAGE_CHARS - len(json.dumps(extra))  # the served models take their room from the free text
+        return json.dumps({"reason": self.value, "message": message[:room], **counts, **extra})
+
+
+SERVED_MODELS, SERVED_IDS, SERVED_CHARS = 6, 3, 60  # what a termination message carries of served models
+
+
+def bounded_served(served: Any) -> dict[str, list[str]]:
+    """model -> served ids, at most SERVED_MODELS models, SERVED_IDS ids, SERVED_CHARS characters each."""
+    if not isinstance(served, dict):
+        return {}
+    return {str(m)[:SERVED_CHARS]: [str(x)[:SERVED_CHARS] for x in ids[:SERVED_IDS]]
+            for m, ids in list(served.items())[:SERVED_MODELS] if isinstance(ids, list)}
 
 
 _BY_EXIT = {ExitCode.WRITE_FAILED: Reason.WRITE_FAILED, ExitCode.INCOMPLETE: Reason.CASES_UNFINISHED,
@@ -80,6 +95,7 @@ class TerminationMessage:
     done: int | None = None  # cases of the shard with a final outcome
     failed: int | None = None  # cases that ended in error/timeout in that attempt
     total: int | None = None  # the shard's cases: fewer than planned when the suite's dataset has fewer
+    served: tuple = ()  # (model, (served id, ...)) pairs: what answered each endpoint model in that attempt
 
 
 def parse_termination(text: str | None) -> TerminationMessage:
@@ -98,5 +114,6 @@ def parse_termination(text: str | None) -> TerminationMessage:
         reason = Reason(info.get("reason"))
     except ValueError:
         reason = None
+    served = tuple((m, tuple(ids)) for m, ids in bounded_served(info.get("served")).items())
     return TerminationMessage(reason, str(info.get("message") or "")[:MESSAGE_CHARS], count("done"),
-                              count("failed"), count("total"))
+                              count("failed"), count("total"), served)

@@ -17,7 +17,7 @@ from .fields import MAX_MODEL_NAME, MAX_STRING, MODEL_RE, NAME_RE, UID_RE, Field
     check_output_uri, show
 from .models import check_model_endpoints, parse_endpoints, parse_models
 from .registry import find_suite
-from .types import (DEFAULT_SUITE, Budget, Expected, Limits, Matrix, ModelSpec, Output, Resources, RunSpec,
+from .types import (DEFAULT_SUITE, Budget, Expected, Limits, Matrix, ModelSpec, Output, Resources, Reuse, RunSpec,
                     Sharding, SimModel)
 
 MAX_CASES = 100_000_000
@@ -45,6 +45,7 @@ def parse_manifest(doc: Any, *, namespace_default: str = "default") -> RunSpec:
         cache_path=cache.string("path", None, max_len=MAX_STRING), suspend=s.boolean("suspend", RunSpec.suspend),
         simulation=simulation,
         failure_policy=s.string("failurePolicy", RunSpec.failure_policy, allowed=("partial", "fail")),
+        reuse=_reuse(s),
     )
     if spec.sharding.shards > spec.total_cases:
         raise SpecError("spec.sharding.shards", f"{spec.sharding.shards} shards for {spec.total_cases} cases; "
@@ -191,8 +192,34 @@ def _output(s: Fields) -> Output:
                                  exclusive_min=True))
 
 
-def with_overrides(spec: RunSpec, *, output: str | None = None, shards: int | None = None) -> RunSpec:
+def _reuse(s: Fields) -> Reuse:
+    """``spec.reuse``: on when asked, or when sources are given without ``enabled``; each source a result URI."""
+    r = s.sub("reuse", T.SPEC["reuse"])
+    sources = tuple(_source(v, f"spec.reuse.sources[{i}]") for i, v in enumerate(_list(r, "sources")))
+    return Reuse(enabled=r.boolean("enabled", bool(sources)), sources=sources)
+
+
+def _list(f: Fields, key: str) -> list:
+    raw = f.raw(key)
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or len(raw) > 100:
+        raise SpecError(f"{f.path}.{key}", f"{show(raw)} is not a list of at most 100 result URIs")
+    return raw
+
+
+def _source(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(path, f"{show(value)} is not a result URI (a run folder or results root)")
+    return check_output_uri(value, path)
+
+
+def with_overrides(spec: RunSpec, *, output: str | None = None, shards: int | None = None,
+                   reuse_from: tuple[str, ...] | None = None, reuse: bool = False) -> RunSpec:
     """Command-line overrides, checked by the same rules as the manifest and named by their flag."""
+    if reuse or reuse_from:
+        sources = spec.reuse.sources + tuple(_source(u, "--reuse-from") for u in reuse_from or ())
+        spec = replace(spec, reuse=Reuse(enabled=True, sources=tuple(dict.fromkeys(sources))))
     if output is not None:
         spec = replace(spec, output=replace(spec.output, uri=check_output_uri(output, "--output")))
     if shards is not None:

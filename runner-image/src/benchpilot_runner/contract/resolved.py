@@ -67,6 +67,7 @@ def to_manifest(spec: RunSpec) -> dict:
         "suspend": spec.suspend,
         "simulation": {k: {"accuracy": v.accuracy, "latencySeconds": v.latency_s} for k, v in spec.simulation.items()},
         "failurePolicy": spec.failure_policy,
+        "reuse": {"enabled": spec.reuse.enabled, "sources": list(spec.reuse.sources)},
     }
     return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND,
             "metadata": _drop_none({"name": spec.name, "namespace": spec.namespace, "uid": spec.uid}),

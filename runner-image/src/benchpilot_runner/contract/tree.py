@@ -14,7 +14,7 @@ The suites' own matrix fields are added from the installed suites (:func:`matrix
 from __future__ import annotations
 
 from .types import (DEFAULT_SUITE, Endpoint, EndpointLimits, Expected, Limits, Matrix, ModelSpec, Output, Resources,
-                    RunSpec, Sharding, SimModel)
+                    Reuse, RunSpec, Sharding, SimModel)
 
 
 class _Mark:
@@ -86,6 +86,7 @@ SPEC = {
     "suspend": RunSpec.suspend,
     "simulation": MapOf(SIMULATION),  # by simulated model name
     "failurePolicy": RunSpec.failure_policy,
+    "reuse": {"enabled": Reuse.enabled, "sources": NONE},
 }
 
 

@@ -149,6 +149,14 @@ class Output:
 
 
 @dataclass(frozen=True)
+class Reuse:
+    """``spec.reuse``: answer identical requests from earlier results instead of the provider (answers/)."""
+
+    enabled: bool = False  # on when sources are given and enabled is not set; this run's own parts always count
+    sources: tuple[str, ...] = ()  # result URIs (run folders or roots) whose transcripts may answer
+
+
+@dataclass(frozen=True)
 class RunSpec:
     name: str
     namespace: str
@@ -169,6 +177,7 @@ class RunSpec:
     simulation: Mapping[str, SimModel] = field(default_factory=dict)
     failure_policy: str = "partial"  # run outcome when some shards fail: "partial" or "fail"
     suite_config: Mapping[str, Any] = field(default_factory=dict)  # the suite's parsed spec.suiteConfig
+    reuse: Reuse = Reuse()
 
     def sim_model(self, model: str) -> SimModel:
         """The parameters of a ``sim/...`` model: a spec override, else its provider's preset."""

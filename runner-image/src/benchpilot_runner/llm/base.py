@@ -37,6 +37,11 @@ class ChatResult:
     message: dict  # the assistant message: {"role", "content", "tool_calls"?}
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    finish_reason: str | None = None  # as the provider sent it ("stop", "tool_calls", "length", ...)
+    served_model: str | None = None  # the completion's "model": the model that actually answered
+    fingerprint: str | None = None  # the completion's "system_fingerprint", when the provider sends one
+    reused: bool = False  # taken from earlier results (answers/), not from the provider: tokens are 0
+    saved_tokens: tuple[int, int] = (0, 0)  # a reused answer's original (prompt, completion) tokens
 
     @property
     def tool_calls(self) -> list[dict]:

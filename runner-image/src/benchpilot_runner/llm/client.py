@@ -116,6 +116,7 @@ class OpenAIClient:
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic):
         self.name = name
+        self.base_url = base_url
         self.url = base_url.rstrip("/") + "/chat/completions"
         self._headers = {**(headers or {}), "Content-Type": "application/json"}
         if api_key:
@@ -135,10 +136,7 @@ class OpenAIClient:
     async def chat(self, model: str, messages: list[dict], tools: list[dict], *, label: str | None = None,
                    params: dict | None = None) -> ChatResult:
         """One chat turn. ``label`` is the model's name in metrics; ``params`` are sent as given."""
-        payload = {"model": model, "messages": messages, "tools": tools, "tool_choice": "auto", "temperature": 0}
-        if not tools:
-            payload.pop("tools"), payload.pop("tool_choice")
-        payload.update(params or {})
+        payload = request_body(model, messages, tools, params)
         label = label or model
         deadline = CASE_DEADLINE.get()
         if deadline is None:
@@ -218,6 +216,15 @@ class OpenAIClient:
                           result.prompt_tokens if result else 0, result.completion_tokens if result else 0)
 
 
+def request_body(model: str, messages: list[dict], tools: list[dict], params: dict | None = None) -> dict:
+    """The JSON body of one chat-completions request, exactly as it is sent (and as answers/ keys it)."""
+    payload = {"model": model, "messages": messages, "tools": tools, "tool_choice": "auto", "temperature": 0}
+    if not tools:
+        payload.pop("tools"), payload.pop("tool_choice")
+    payload.update(params or {})
+    return payload
+
+
 def _estimate_tokens(payload: dict) -> float:
     """A request's expected tokens before the answer: ~4 characters a token, plus the answer's cap."""
     size = sum(len(str(m.get("content") or "")) + 16 for m in payload.get("messages") or [])
@@ -288,4 +295,11 @@ def parse_completion(body: bytes) -> ChatResult:
     if usage is not None and not isinstance(usage, dict):
         raise _bad("usage is not an object", body)
     usage = usage or {}
-    return ChatResult(msg, _count(usage, "prompt_tokens", body), _count(usage, "completion_tokens", body))
+    return ChatResult(msg, _count(usage, "prompt_tokens", body), _count(usage, "completion_tokens", body),
+                      finish_reason=_text(choices[0].get("finish_reason")), served_model=_text(data.get("model")),
+                      fingerprint=_text(data.get("system_fingerprint")))
+
+
+def _text(value: Any) -> str | None:
+    """A short text field of a completion (served model, fingerprint, finish reason) or None."""
+    return value[:200] if isinstance(value, str) and value else None

@@ -16,6 +16,7 @@ from ..contract.outcomes import STATUSES
 from ..stats.codes import combine
 from .frame import SUCCESS, Frame
 from .groups import SET_KEYS
+from . import answers
 from .loading import Loaded, case_details
 
 BUCKET_KEYS = ("model", "prompt_type", "task_type", "error_type")
@@ -108,7 +109,8 @@ def listing(frame: Frame, loaded: Loaded, limit: int) -> dict:
                        "score": float(frame.values["score"][i]), "latency_s": float(frame.values["latency_s"][i]),
                        "turns": extra.get("turns"), "tool_calls": extra.get("tool_calls"),
                        "error_message": _message(extra.get("error_message")),
-                       "details": _details(extra.get("details"))})
+                       "details": _details(extra.get("details")),
+                       "conversation": answers.conversation(extra.get("transcript"))})
     total = int(np.count_nonzero(frame.status != SUCCESS))
     return {"non_success": total, "listed": len(listed), "limit": limit, "buckets": buckets(frame),
             "list": listed}

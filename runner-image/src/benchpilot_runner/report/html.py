@@ -54,6 +54,8 @@ def _case(c: dict) -> str:
     if c.get("details") is not None:
         details = c["details"] if isinstance(c["details"], str) else json.dumps(c["details"], indent=2)
         body += f"<h4>details</h4><pre>{e(details)}</pre>"
+    if c.get("conversation"):
+        body += f"<h4>conversation</h4><pre>{e(c['conversation'])}</pre>"
     return (f'<details class="case"{attrs(**_keys(c))}><summary class="status-{e(c["status"])}">{e(head)}'
             f"</summary>{body}</details>")
 
@@ -79,6 +81,20 @@ def cases_section(s: dict) -> str:
     return section("Cases that did not succeed", body, "cases-section")
 
 
+def answers_section(s: dict) -> str:
+    """Reused answers, rows scored by older code, cases by served model (issue 22)."""
+    from . import answers
+
+    said = "".join(f"<p>{e(line)}</p>" for line in answers.lines(s))
+    rows = [f"<tr>{td(g['model'], 'l')}{td(g['served_model'], 'l')}{td(g['cases'])}</tr>"
+            for g in s.get("served_models") or []]
+    if not said and not rows:
+        return ""
+    return section("Answers: reuse, scoring, served models",
+                   said + (table("served-models", ["model", "served model", "cases"], rows, left=2) if rows else ""),
+                   "answers-section")
+
+
 def document(s: dict) -> str:
     runs = ", ".join(s.get("runs") or []) or "no runs"
     title = f"benchpilot report — {runs}"
@@ -87,7 +103,7 @@ def document(s: dict) -> str:
              group_section(s, "by_task_type", "task_type", "By model × task type"),
              group_section(s, "by_model", None, "By model"),
              tool_calling_section(s), comparisons_section(s), robustness_section(s), cost_section(s),
-             cases_section(s)]
+             answers_section(s), cases_section(s)]
     return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
             '<meta name=viewport content="width=device-width, initial-scale=1">'
             f"<title>{e(title)}</title><style>{_asset('report.css')}</style></head><body>"

@@ -28,8 +28,8 @@ log = logging.getLogger("benchpilot.report")
 
 READ_COLUMNS = ("namespace", "run", "case_id", "suite", "model", "prompt_type", "difficulty", "task_type", "instance",
                 "status", "score", "error_type", "latency_s", "attempt", "prompt_tokens", "completion_tokens",
-                "cost_usd", "finished_at")
-DETAIL_COLUMNS = ("error_message", "details", "turns", "tool_calls")  # read back for listed cases only
+                "cost_usd", "finished_at", "reused", "saved_tokens", "saved_usd", "served_model", "scoring_version")
+DETAIL_COLUMNS = ("error_message", "details", "turns", "tool_calls", "transcript")  # read back for listed cases only
 EXTRA_PREFIX = "x_"  # a suite's summary flag, read out of the details JSON per part (details are then dropped)
 
 def _summary_fields(suite: str) -> tuple[str, ...]:

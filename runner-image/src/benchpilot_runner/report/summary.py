@@ -7,7 +7,7 @@ import pyarrow.compute as pc
 
 from ..contract.outcomes import FINAL_STATUSES, STATUSES
 from . import cases as case_list
-from . import compare, cost, groups, tools
+from . import answers, compare, cost, groups, tools
 from .frame import Frame, build
 from .loading import EXTRA_PREFIX, Loaded, _plain
 
@@ -71,6 +71,7 @@ def summarize(loaded: Loaded, *, reference: str | None = None, confidence: float
         "robustness": compare.robustness(frame, reference, confidence),
         "cost": cost.table(by_prompt),
         "tool_calling": tools.summary(loaded),
+        **answers.summary(loaded),
     })
     if cases is not None:
         out["cases"] = case_list.listing(frame, loaded, cases)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import fmt, tools
+from . import answers, fmt, tools
 
 NOISE = ("Intervals are {c:.0%}, each on its own; a difference is significant (*) only when its p-value, "
          "Holm-adjusted for the number of comparisons, is below {a:g}. Unmarked differences cannot be told "
@@ -109,6 +109,8 @@ def render(summary: dict, console=None) -> None:
     if summary.get("flag_counts"):
         console.print("cases where " + ", ".join(f"{k} {v}" for k, v in summary["flag_counts"].items())
                       + f" (of {summary['total']})", highlight=False)
+    for line in answers.lines(summary):
+        console.print(line, highlight=False)
     if summary.get("total"):
         console.print(NOISE.format(c=summary.get("confidence", 0.95), a=summary.get("alpha", 0.05)), highlight=False)
     console.print(f"{summary['total']} cases, {summary['final']} with a final outcome, {summary['retryable']} to "

@@ -36,6 +36,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 class Text2SqlSuite:
     name = "text2sql"
     version = vocab.VERSION
+    scoring_version = vocab.SCORING_VERSION  # in every row; bump when scoring changes (rescore applies it)
     vocabulary = Vocabulary(prompt_types=vocab.PROMPT_TYPES, task_types=vocab.TASK_TYPES,
                             difficulties=vocab.DIFFICULTIES, default_difficulties=vocab.DIFFICULTIES)
     config_fields = ("dataset", "questions", "databases", "selfConsistency", "correction",

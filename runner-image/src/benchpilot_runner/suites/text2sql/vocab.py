@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 VERSION = "text2sql-1"  # in every case id: bump when data generation, prompts or scoring change
+SCORING_VERSION = "text2sql-scoring-2"  # of the code that turns an answer into a verdict: spider, bird and strict rules (issue 17)
 PROMPT_TYPES = (
     "zero_shot",  # the schema (retrieved part), relevant values and the question
     "few_shot",  # plus solved examples from the same database

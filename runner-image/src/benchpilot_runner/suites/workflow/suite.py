@@ -11,6 +11,7 @@ from . import vocab
 class WorkflowSuite:
     name = "workflow"
     version = vocab.VERSION
+    scoring_version = vocab.SCORING_VERSION  # in every row; bump when scoring changes (rescore applies it)
     vocabulary = Vocabulary(prompt_types=vocab.PROMPT_TYPES, task_types=vocab.TASK_TYPES,
                             difficulties=vocab.DIFFICULTIES, default_difficulties=("easy",))
     config_fields: tuple[str, ...] = ()  # the workflow suite takes no configuration

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 VERSION = "workflow-1"  # bumped whenever generation or scoring changes (it is in every case id)
+SCORING_VERSION = "workflow-scoring-1"  # of the code that turns an answer into a verdict: the calls against the steps (scoring.py)
 TOOL_SUCCESS_RATE = 0.8  # matrix.toolSuccessRate: the simulated tools' success rate
 PROMPT_TYPES = (
     "baseline",

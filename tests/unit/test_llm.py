@@ -273,3 +273,27 @@ async def test_limiter_holds_requests_per_minute():
     for _ in range(26):
         await lim.acquire()
     assert time.monotonic() - t0 >= 25 / 50 * 0.9
+
+
+def test_one_endpoint_used_by_models_of_two_providers_is_refused():
+    """A client speaks one provider's protocol: models of two providers on one endpoint is a spec error
+    naming both, never a silent pick of one of them."""
+    import dataclasses
+
+    from benchpilot_runner.contract.fields import SpecError
+    from benchpilot_runner.contract.parse import parse_manifest
+    from benchpilot_runner.contract.types import ModelSpec
+    from benchpilot_runner.health import Heartbeat
+    from benchpilot_runner.metrics import RunnerMetrics
+    from benchpilot_runner.models import build_clients
+    from tests.helpers import manifest
+
+    spec = parse_manifest(manifest(matrix={"models": ["openai/a"], "promptTypes": ["baseline"],
+                                           "difficulties": ["easy"], "taskTypes": ["simple_task"],
+                                           "instances": 1},
+                                   sharding={"shards": 1}, endpoint={"baseURL": "http://127.0.0.1:9/v1"}))
+    other = ModelSpec(name="other/b", endpoint=spec.models[0].endpoint, model="b", provider="other")
+    mixed = dataclasses.replace(spec, models=(*spec.models, other))
+    with pytest.raises(SpecError, match=r"two providers \(openai, other\)"):
+        build_clients(mixed, RunnerMetrics(), Heartbeat(60), env={})
+    assert build_clients(spec, RunnerMetrics(), Heartbeat(60), env={}).clients  # one provider: fine

@@ -59,7 +59,12 @@ def build_clients(spec: RunSpec, metrics: RunnerMetrics, heartbeat: Heartbeat, *
     The client is made by the provider of the models using the endpoint (``contract.registry``)."""
     env = os.environ if env is None else env
     out = Endpoints()
-    providers = {m.endpoint: m.provider for m in spec.models if not m.simulated}
+    providers: dict[str, str] = {}
+    for m in spec.models:
+        if not m.simulated and providers.setdefault(m.endpoint, m.provider) != m.provider:
+            raise SpecError("spec.matrix.models", f"endpoint {m.endpoint!r} is used by models of two providers "
+                                                  f"({providers[m.endpoint]}, {m.provider}); one endpoint speaks "
+                                                  "one provider's protocol")
     for ep in spec.endpoints:
         if ep.name not in providers:
             continue

@@ -99,8 +99,7 @@ def _conversation(turns: int = 4) -> tuple[T.Transcript, list[dict]]:
     tools = [{"type": "function", "function": {"name": "f"}}]
     for i in range(turns):
         body = request_body("m", messages, tools, {"max_tokens": 50})
-        occ = tr.occurrence(K.request_digest(URL, body))
-        tr.record(URL, body, occ, result=_result(f"answer {i}"))
+        tr.record(URL, body, result=_result(f"answer {i}"))
         bodies.append(json.loads(json.dumps(body)))
         messages = messages + [{"role": "assistant", "content": f"answer {i}"}, {"role": "user", "content": f"more {i}"}]
     return tr, bodies
@@ -124,9 +123,9 @@ def test_a_transcript_gives_back_every_request_exactly_and_its_keys():
 def test_errors_and_cut_off_answers_are_kept_but_never_offered_for_reuse():
     tr = T.Transcript(0)
     body = request_body("m", [{"role": "user", "content": "q"}], [], {})
-    tr.record(URL, body, 0, error=LLMHTTPError("HTTP 500: boom", status=500))
-    tr.record(URL, body, 1, result=_result("half", finish="length"))
-    tr.record(URL, body, 2, result=_result("whole"))
+    tr.record(URL, body, error=LLMHTTPError("HTTP 500: boom", status=500))
+    tr.record(URL, body, result=_result("half", finish="length"))
+    tr.record(URL, body, result=_result("whole"))
     doc = T.parse(tr.to_json())
     assert doc["entries"][0]["error"] == {"type": "http_error", "message": "HTTP 500: boom"}
     assert [k for k, _ in T.answers(doc)] == [K.key_of(URL, body, 0, 2)]  # the third sample only
@@ -136,7 +135,7 @@ def test_a_long_transcript_is_bounded_with_a_marker_and_whole_entries():
     tr = T.Transcript(0)
     for i in range(50):
         body = request_body("m", [{"role": "user", "content": f"{i} " + "x" * 2000}], [], {})
-        tr.record(URL, body, 0, result=_result("y" * 1000))
+        tr.record(URL, body, result=_result("y" * 1000))
     text = tr.to_json(limit=20_000)
     assert len(text.encode()) <= 20_000
     doc = T.parse(text)
@@ -176,7 +175,7 @@ def _writer(run_dir: str, w: int) -> None:
             tr = T.Transcript(r)
             for t in range(TURNS):
                 body = request_body(f"writer-{w}", [{"role": "user", "content": f"{w}/{r}/{t}"}], [], {})
-                tr.record(URL, body, 0, result=_result(f"{w}/{r}/{t}"))
+                tr.record(URL, body, result=_result(f"{w}/{r}/{t}"))
             sink.add(make_row(run="many", namespace="default", case_id=f"{w}-{r}", suite="workflow",
                               status="success", **tr.row_fields()))
             if sink.due():

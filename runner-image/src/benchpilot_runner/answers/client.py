@@ -92,10 +92,11 @@ class AnsweringClient:
                    params: dict | None = None) -> ChatResult:
         body = request_body(model, messages, tools, params)
         transcript = CURRENT.get()
-        digest = keys.request_digest(self.endpoint, body, transcript.tools_cache if transcript is not None else None)
-        occurrence = transcript.occurrence(digest) if transcript is not None else 0
-        key = None
+        key = occurrence = None
         if self.answers.index is not None:  # the key only matters when there are answers to look up
+            digest = keys.request_digest(self.endpoint, body, transcript.tools_cache if transcript is not None
+                                         else None)
+            occurrence = transcript.occurrence(digest) if transcript is not None else 0
             key = keys.answer_key(digest, transcript.instance if transcript is not None else 0, occurrence)
         result = self.answers.lookup(key) if key is not None else None
         try:
@@ -106,10 +107,10 @@ class AnsweringClient:
                 result = await self.inner.chat(model, messages, tools, label=label, params=params)
         except LLMError as exc:
             if transcript is not None:
-                transcript.record(self.endpoint, body, occurrence, error=exc)
+                transcript.record(self.endpoint, body, error=exc)
             raise
         if transcript is not None:
-            transcript.record(self.endpoint, body, occurrence, result=result)
+            transcript.record(self.endpoint, body, result=result)
         self.answers.served(label or model, result)
         return result
 

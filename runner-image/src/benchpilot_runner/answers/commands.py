@@ -84,12 +84,11 @@ def cmd_rescore(args) -> int:
                                  replay=True))
 
 
-def _entry_doc(doc: dict, entry: dict, body: dict, held: dict[str, list[str]]) -> dict:
-    digest = keys.request_digest(doc["endpoint"], body)
-    key = keys.answer_key(digest, doc["instance"], entry.get("occ", 0))
+def _entry_doc(doc: dict, entry: dict, body: dict, digest: str, occurrence: int, held: dict[str, list[str]]) -> dict:
+    key = keys.answer_key(digest, doc["instance"], occurrence)
     response = entry.get("response") or {}
     return {"key": key, "key_version": keys.KEY_VERSION, "endpoint": doc["endpoint"], "model": body.get("model"),
-            "instance": doc["instance"], "occurrence": entry.get("occ", 0), "request_digest": digest,
+            "instance": doc["instance"], "occurrence": occurrence, "request_digest": digest,
             "request_material": keys.canonical(keys.request_material(doc["endpoint"], body)).decode(),
             "messages": len(body.get("messages") or []), "tools": len(body.get("tools") or []),
             "params": {k: v for k, v in keys.keyed_body(body).items() if k not in ("messages", "tools")},
@@ -137,13 +136,14 @@ def explain(uri: str, case_id: str) -> list[dict]:
         raise ReuseError(f"no row of case {case_id} under {uri}")
     docs = [T.parse(r["transcript"]) if r["transcript"] else {"entries": [], "endpoint": "", "instance": 0}
             for r in rows]
-    wanted = {keys.key_of(d["endpoint"], body, d["instance"], e.get("occ", 0)) for d in docs
-              for e, body in T.requests(d)}
+    entries = [list(T.keyed(d)) for d in docs]
+    wanted = {keys.answer_key(digest, d["instance"], occurrence)
+              for d, found in zip(docs, entries) for _, _, digest, occurrence in found}
     held = _holders(fs, parts, wanted)
     return [{"case_id": case_id, "run": row["run"], "attempt": row["attempt"], "part": row["part"],
              "truncated": doc.get("truncated"),
-             "requests": [_entry_doc(doc, entry, body, held) for entry, body in T.requests(doc)]}
-            for row, doc in zip(rows, docs)]
+             "requests": [_entry_doc(doc, *one, held) for one in found]}
+            for row, doc, found in zip(rows, docs, entries)]
 
 
 def cmd_explain(args) -> int:

@@ -3,7 +3,7 @@
 The ``transcript`` column is JSON text (format 1)::
 
     {"v": 1, "endpoint": "<base URL, normalised>", "instance": 3,
-     "entries": [{"model": "<id as sent>", "occ": 1,       # occ: the request's occurrence in the case, if not 0
+     "entries": [{"model": "<id as sent>",
                   "request": {"prefix": 4, "messages": [<messages after the first 4 of the previous request's
                                                          messages followed by its answer>],
                               "tools": [...] | "same", "params": {<every other body field>}},
@@ -13,9 +13,10 @@ The ``transcript`` column is JSON text (format 1)::
                  {"model": ..., "request": ..., "error": {"type": "http_error", "message": "..."}}],
      "truncated": {"entries": 40, "kept": 31, "bytes": 301234}}   # only when it was bounded
 
-No key is kept: whoever reads a transcript computes each answer's key from the kept request with the
-current :mod:`.keys` (so a key scheme that changes never strands old answers, and a transcript cannot
-carry a key that does not match its request). A request repeats the previous one's messages and
+No key is kept, nor a request's occurrence: whoever reads a transcript computes each answer's key
+from the kept request with the current :mod:`.keys`, and its occurrence by counting the identical
+requests before it (:func:`keyed`; so a key scheme that changes never strands old answers, and a
+transcript cannot carry a key that does not match its request). A request repeats the previous one's messages and
 answer (a conversation grows by appending), so it keeps only the messages after what it has in
 common with them (``prefix``), and ``"same"`` tools: storage grows with a conversation's length, not
 its square. No header (so no credential) is ever kept; the row's text is scrubbed like
@@ -71,14 +72,11 @@ class Transcript:
         self._history, self._last_tools = messages, tools
         return req
 
-    def record(self, endpoint: str, body: dict, occurrence: int, result=None,
-               error: BaseException | None = None) -> None:
+    def record(self, endpoint: str, body: dict, result=None, error: BaseException | None = None) -> None:
         """One request and its answer (an ``llm.base.ChatResult``) or the error it ended in; ``endpoint`` as
         :func:`.keys.normalize_base_url` gives it."""
         self.endpoint = self.endpoint or endpoint
         entry = {"model": body.get("model"), "request": self._request(body)}
-        if occurrence:
-            entry["occ"] = occurrence
         if result is not None:
             usage = list(result.saved_tokens) if result.reused else [result.prompt_tokens, result.completion_tokens]
             entry["response"] = {"message": result.message, "usage": usage, "finish_reason": result.finish_reason,
@@ -143,9 +141,8 @@ def answers(doc: dict) -> Iterator[tuple[str, dict]]:
     endpoint, instance = doc.get("endpoint"), doc.get("instance")
     if not isinstance(endpoint, str) or not isinstance(instance, int):
         raise TranscriptError("no endpoint or instance")
-    cache: dict = {}
     try:
-        for entry, body in requests(doc):
+        for entry, _, digest, occurrence in keyed(doc):
             response = entry.get("response")
             if response is None:
                 continue  # the request failed: nothing to reuse
@@ -153,8 +150,7 @@ def answers(doc: dict) -> Iterator[tuple[str, dict]]:
                 raise TranscriptError("an answer without a message")
             if response.get("finish_reason") in INCOMPLETE:
                 continue
-            occ = entry.get("occ", 0)
-            yield keys.answer_key(keys.request_digest(endpoint, body, cache), instance, occ), response
+            yield keys.answer_key(digest, instance, occurrence), response
     except (AttributeError, TypeError, ValueError) as exc:
         if isinstance(exc, TranscriptError):
             raise
@@ -179,3 +175,16 @@ def requests(doc: dict) -> Iterator[tuple[dict, dict]]:
             body["tools"] = tools
         body.update(req.get("params") or {})
         yield entry, body
+
+
+def keyed(doc: dict) -> Iterator[tuple[dict, dict, str, int]]:
+    """(entry, body, request digest, occurrence) for every entry: the occurrence is how many identical
+    requests the case sent before this one (failed ones too: the writer counted every send). The entries
+    kept are whole and from the start, so a bounded transcript gives the same occurrences."""
+    seen: dict[str, int] = {}
+    cache: dict = {}
+    for entry, body in requests(doc):
+        digest = keys.request_digest(doc.get("endpoint"), body, cache)
+        occurrence = seen.get(digest, 0)
+        seen[digest] = occurrence + 1
+        yield entry, body, digest, occurrence
